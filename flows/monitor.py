@@ -1,0 +1,155 @@
+"""Prefect flows: thin lists of task calls over the plain stages in ``flows.stages``."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.context import get_run_context
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from crawlers.sources import Source, load_sources
+from flows import stages
+from flows.settings import Settings, get_settings
+from warehouse.db import DatabaseLocked
+
+
+def _transient(task, task_run, state) -> bool:  # type: ignore[no-untyped-def]
+    """Retry only what may pass: a locked database, timeouts, connection trouble."""
+    try:
+        state.result()
+    except (DatabaseLocked, TimeoutError, ConnectionError):
+        return True
+    except Exception:
+        return False
+    return False
+
+
+def _flow_run_id() -> str | None:
+    try:
+        return str(get_run_context().flow_run.id)  # type: ignore[union-attr]
+    except Exception:
+        return None
+
+
+@task(name="prepare-run", retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=_transient)
+def prepare_run(db: Path, sources: list[Source], settings: Settings) -> dict[str, Any]:
+    return stages.prepare_run(db, sources, settings)
+
+
+@task(name="collect-source", timeout_seconds=3600)
+def collect_source(source: Source, batch_dir: Path, state: dict[str, Any], settings: Settings,
+                   force_feeds: bool, since: str | None = None, until: str | None = None
+                   ) -> dict[str, Any]:
+    result = stages.collect_one(source, batch_dir, state, settings, force_feeds, since, until)
+    logger = get_run_logger()
+    for error in result.get("errors", [])[:10]:
+        logger.warning("source %s: %s", source.id, error)
+    return result
+
+
+@task(name="load-batch", retries=3, retry_delay_seconds=[5, 30, 120],
+      retry_condition_fn=_transient)
+def load_batch(db: Path, run_id: str, result: dict[str, Any], settings: Settings
+               ) -> dict[str, Any]:
+    return stages.load_one(db, run_id, _flow_run_id(), result, settings)
+
+
+@task(name="classify", retries=2, retry_delay_seconds=[10, 60], retry_condition_fn=_transient)
+def classify(db: Path, settings: Settings, model_dir: str | None = None) -> dict[str, Any]:
+    logger = get_run_logger()
+
+    def progress(done: int, total: int) -> None:
+        logger.info("classified %d/%d articles", done, total)
+
+    return stages.classify_pending(db, settings, model_dir, progress)
+
+
+@task(name="detect-shifts", retries=2, retry_delay_seconds=[10, 60],
+      retry_condition_fn=_transient)
+def detect_shifts(db: Path, as_of: date, settings: Settings, model_id: str | None
+                  ) -> dict[str, Any]:
+    tests, new = stages.detect_alerts(db, as_of, settings, model_id)
+    return {"tested": sum(t.kind == "stance" for t in tests), "new_alerts": new,
+            "alerts": [{"group": f"{t.group_type}:{t.group_value}", "kind": t.kind,
+                        "direction": t.direction, "effect_pp": round(100 * t.effect, 1),
+                        "q": t.q_value} for t in tests if t.alert]}
+
+
+@task(name="notify", retries=1, retry_delay_seconds=[30], retry_condition_fn=_transient)
+def notify(db: Path, settings: Settings, model_id: str | None) -> dict[str, Any]:
+    report = stages.deliver(db, settings, model_id)
+    if report.error:
+        get_run_logger().warning("alert delivery failed, will retry next run: %s", report.error)
+    return {"sent": report.sent, "pending": report.pending, "uncertain": report.uncertain,
+            "error": report.error, "files": report.paths}
+
+
+def _collect_all(sources: list[Source], db: Path, settings: Settings, force_feeds: bool,
+                 since: str | None = None, until: str | None = None) -> tuple[str, list[dict]]:
+    run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    batch_root = db.parent / "batches"
+    leftovers = stages.unloaded_batches(batch_root)
+    for path in leftovers:  # an interrupted run's batches load first: nothing is lost
+        get_run_logger().info("loading batch left by an interrupted run: %s", path)
+        load_batch(db, path.parent.name, {"source_id": path.stem, "batch": str(path),
+                                          "started_at": datetime.now(UTC).isoformat(),
+                                          "status": "ok"}, settings)
+    state = prepare_run(db, sources, settings)
+    futures = [
+        collect_source.submit(s, batch_root / run_id, state, settings, force_feeds, since, until)
+        for s in sources
+    ]
+    loaded = [load_batch(db, run_id, f.result(), settings) for f in futures]
+    return run_id, loaded
+
+
+def _paths(sources: str, db: str | None) -> tuple[list[Source], Path, Settings]:
+    settings = get_settings()
+    return load_sources(sources), Path(db) if db else settings.db, settings
+
+
+@flow(name="monitor", task_runner=ThreadPoolTaskRunner(max_workers=4), log_prints=True)
+def monitor(sources: str = "sources.yaml", db: str | None = None, as_of: date | None = None,
+            force_feeds: bool = False, model_dir: str | None = None) -> dict[str, Any]:
+    """One full monitoring run: collect, load, classify, detect shifts, notify."""
+    source_list, db_path, settings = _paths(sources, db)
+    as_of = as_of or datetime.now(UTC).date()
+    run_id, runs = _collect_all(source_list, db_path, settings, force_feeds)
+    scored = classify(db_path, settings, model_dir)
+    shifts = detect_shifts(db_path, as_of, settings, scored["model_id"])
+    sent = notify(db_path, settings, scored["model_id"])
+    failed = [r["source_id"] for r in runs if r["status"] == "failed"]
+    return {"run_id": run_id, "as_of": as_of.isoformat(), "db": str(db_path),
+            "status": "partial" if failed or any(r["status"] != "ok" for r in runs) else "ok",
+            "sources": runs, "classified": scored, "shifts": shifts, "notify": sent}
+
+
+@flow(name="collect", task_runner=ThreadPoolTaskRunner(max_workers=4))
+def collect(sources: str = "sources.yaml", db: str | None = None, force_feeds: bool = False
+            ) -> dict[str, Any]:
+    """Collection only: feeds and spiders into the warehouse."""
+    source_list, db_path, settings = _paths(sources, db)
+    run_id, runs = _collect_all(source_list, db_path, settings, force_feeds)
+    return {"run_id": run_id, "sources": runs}
+
+
+@flow(name="backfill", task_runner=ThreadPoolTaskRunner(max_workers=4))
+def backfill(since: date, until: date, sources: str = "sources.yaml",
+             only: list[str] | None = None, db: str | None = None) -> dict[str, Any]:
+    """Re-crawl the sitemaps of a past period (feeds only show recent items)."""
+    source_list, db_path, settings = _paths(sources, db)
+    chosen = [s for s in source_list if not only or s.id in only]
+    run_id, runs = _collect_all(chosen, db_path, settings, False, since.isoformat(),
+                                until.isoformat())
+    return {"run_id": run_id, "sources": runs}
+
+
+@flow(name="reclassify")
+def reclassify(model: str | None = None, db: str | None = None) -> dict[str, Any]:
+    """Re-score stored articles with another model; the old model's rows stay."""
+    settings = get_settings()
+    return classify(Path(db) if db else settings.db, settings, model)

@@ -1,0 +1,129 @@
+"""Alert emails: compose (pure) and deliver (SMTP or .eml files in the outbox).
+
+Everything that came from the web (titles, passages, outlet names, URLs) is HTML-escaped by
+Jinja2's autoescape. Passwords are never logged or stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import smtplib
+import ssl
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from flows.charts import STANCE_COLOURS, STANCE_NAMES
+from flows.settings import Settings
+from flows.shifts import LABELS
+
+GROUP_NOUNS = {"outlet": "", "country": "outlets in ", "language": "coverage in ",
+               "affiliation": "", "all": ""}
+
+
+class DeliveryError(RuntimeError):
+    """The message could not be handed to the SMTP server; the alert stays pending."""
+
+
+def _env() -> Environment:
+    return Environment(
+        loader=PackageLoader("flows", "templates"),
+        autoescape=select_autoescape(["html", "html.jinja"]),
+        trim_blocks=False,
+        lstrip_blocks=False,
+    )
+
+
+def headline(alert: dict[str, Any]) -> str:
+    if alert["kind"] == "coverage":
+        return (f"Coverage collapse: {alert['group_label']}, volume "
+                f"-{alert['effect_pp']:.0f}% ({alert['window_days']} d vs "
+                f"{alert['baseline_days']} d)")
+    sign = "+" if alert["effect_pp"] >= 0 else ""
+    return (f"Stance shift: {alert['group_label']}, {STANCE_NAMES[alert['direction']]} "
+            f"{sign}{alert['effect_pp']:.0f} pp ({alert['window_days']} d vs "
+            f"{alert['baseline_days']} d)")
+
+
+def subject_for(alerts: list[dict[str, Any]]) -> str:
+    top = alerts[0]
+    more = f" (+{len(alerts) - 1} related)" if len(alerts) > 1 else ""
+    return f"[cstowatch] {headline(top)}{more}"
+
+
+def message_id_for(alert_ids: list[str]) -> str:
+    """Deterministic Message-ID: the same alerts always make the same message."""
+    digest = hashlib.sha256("|".join(sorted(alert_ids)).encode()).hexdigest()[:24]
+    return f"<cstowatch-{digest}@cstowatch.local>"
+
+
+def compose(
+    alerts: list[dict[str, Any]], charts: dict[str, bytes], sender: str, recipients: list[str],
+    corrected: bool = False,
+) -> EmailMessage:
+    """A multipart email (text + HTML with inline PNG charts) for a batch of alerts.
+
+    ``alerts`` are ordered most important first; ``charts`` maps alert_id to PNG bytes.
+    """
+    env = _env()
+    views = []
+    for alert in alerts:
+        view = dict(alert, headline=headline(alert))
+        view["chart_cid"] = make_msgid(domain="cstowatch.local")[1:-1] if alert["alert_id"] in charts else None
+        views.append(view)
+    context = {"alerts": views, "labels": LABELS, "names": STANCE_NAMES,
+               "colours": STANCE_COLOURS, "corrected": corrected}
+    subject = subject_for(views)
+    msg = EmailMessage()
+    msg["Subject"] = subject
+    msg["From"] = sender
+    msg["To"] = ", ".join(recipients)
+    msg["Date"] = formatdate(localtime=False, usegmt=True)
+    msg["Message-ID"] = message_id_for([a["alert_id"] for a in alerts])
+    msg["X-Cstowatch-Alerts"] = ",".join(a["alert_id"] for a in alerts)
+    msg.set_content(env.get_template("alert.txt.jinja").render(**context))
+    msg.add_alternative(env.get_template("alert.html.jinja").render(subject=subject, **context),
+                        subtype="html")
+    html_part = msg.get_payload()[1]
+    for view in views:
+        if view["chart_cid"]:
+            html_part.add_related(charts[view["alert_id"]], maintype="image", subtype="png",
+                                  cid=f"<{view['chart_cid']}>",
+                                  filename=f"stance-{view['alert_id'][:8]}.png")
+    return msg
+
+
+def write_outbox(msg: EmailMessage, outbox: Path) -> Path:
+    """Write the message as an .eml file named after its Message-ID (so a resend overwrites)."""
+    outbox.mkdir(parents=True, exist_ok=True)
+    name = msg["Message-ID"].strip("<>").split("@")[0]
+    path = outbox / f"{name}.eml"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(bytes(msg))
+    tmp.replace(path)
+    return path
+
+
+def send_smtp(msg: EmailMessage, settings: Settings) -> None:
+    host = settings.smtp_host
+    assert host, "send_smtp needs CSTOWATCH_SMTP_HOST"
+    try:
+        if settings.smtp_ssl:
+            server: smtplib.SMTP = smtplib.SMTP_SSL(
+                host, settings.smtp_port, timeout=settings.smtp_timeout,
+                context=ssl.create_default_context(),
+            )
+        else:
+            server = smtplib.SMTP(host, settings.smtp_port, timeout=settings.smtp_timeout)
+        with server:
+            if settings.smtp_starttls and not settings.smtp_ssl:
+                server.starttls(context=ssl.create_default_context())
+            if settings.smtp_user and settings.smtp_password:
+                server.login(settings.smtp_user, settings.smtp_password.get_secret_value())
+            server.send_message(msg)
+    except (OSError, smtplib.SMTPException) as exc:
+        # str(exc) of smtplib errors never contains the password; keep only class and text
+        raise DeliveryError(f"SMTP {host}:{settings.smtp_port}: {exc.__class__.__name__}: {exc}") from exc

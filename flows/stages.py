@@ -1,0 +1,214 @@
+"""The pipeline's stages as plain functions over a database path. Flows wrap them in tasks.
+
+Each stage opens the warehouse for as short a time as it can, so an analyst's session can get in
+between stages, and each commits its work in transactions that a rerun can repeat safely.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from crawlers.collect import collect_source
+from crawlers.sources import Source
+from flows.alerting import DeliveryReport, deliver_pending, detect_and_store
+from flows.settings import Settings
+from flows.shifts import GroupTest, ShiftConfig
+from warehouse.db import connect
+from warehouse.load import load_batch, read_batch, record_run, upsert_sources
+from warehouse.predictions import register_model, store_scores, unclassified
+
+log = logging.getLogger("cstowatch")
+CLASSIFY_CHUNK = 32
+
+
+def open_db(db: Path, settings: Settings):  # type: ignore[no-untyped-def]
+    def waiting(message: str, remaining: float) -> None:
+        log.warning("database %s is locked, retrying for %.0f s more: %s", db, remaining, message)
+
+    return connect(db, lock_timeout=settings.lock_timeout, on_wait=waiting)
+
+
+def prepare_run(db: Path, sources: list[Source], settings: Settings) -> dict[str, Any]:
+    """Register the sources; read what collection needs (known URLs, feed state)."""
+    con = open_db(db, settings)
+    try:
+        upsert_sources(con, [s.model_dump() for s in sources])
+        known = {
+            url for row in con.execute(
+                "select url, canonical_url from articles").fetchall() for url in row if url
+        }
+        cursor = con.execute("select * from feeds")
+        columns = [d[0] for d in cursor.description]
+        feeds = {row[0]: dict(zip(columns, row, strict=True)) for row in cursor.fetchall()}
+    finally:
+        con.close()
+    return {"known": known, "feeds": feeds}
+
+
+def collect_one(
+    source: Source, batch_dir: Path, state: dict[str, Any], settings: Settings,
+    force_feeds: bool = False, since: str | None = None, until: str | None = None,
+    start_delay: float = 0.5,
+) -> dict[str, Any]:
+    """Collect one source into ``batch_dir/<source>.jsonl``; never raises for a bad source."""
+    out = batch_dir / f"{source.id}.jsonl"
+    started = datetime.now(UTC)
+    feed_states = {url: state["feeds"][url] for url in source.feeds if url in state["feeds"]}
+    try:
+        counts = collect_source(
+            source, out, feed_states=feed_states, known=state["known"],
+            user_agent=settings.user_agent, force_feeds=force_feeds, since=since, until=until,
+            start_delay=start_delay,
+        )
+        status = "partial" if counts["errors"] else "ok"
+    except Exception as exc:  # one source failing never fails the run
+        log.error("source %s failed: %s", source.id, exc)
+        counts = {"errors": [f"{exc.__class__.__name__}: {exc}"]}
+        status = "failed"
+    return {"source_id": source.id, "batch": str(out), "started_at": started.isoformat(),
+            "status": status, **counts}
+
+
+def load_one(db: Path, run_id: str, flow_run_id: str | None, result: dict[str, Any],
+             settings: Settings) -> dict[str, Any]:
+    """Load one source's batch and write its crawl_runs row, all in the warehouse."""
+    path = Path(result["batch"])
+    rows = read_batch(path) if path.exists() else []
+    stats = next((r["stats"] for r in rows if r.get("kind") == "stats"), {})
+    con = open_db(db, settings)
+    try:
+        report = load_batch(con, rows, run_id)
+        errors = list(result.get("errors", [])) + report.rejected[:20]
+        failures = [r for r in rows if r.get("kind") == "failure"]
+        errors += [f"{r['url']}: {r['error']}" for r in failures[:20]]
+        status = result["status"]
+        if status == "ok" and (report.rejected or failures):
+            status = "partial"
+        row = {
+            "run_id": run_id, "source_id": result["source_id"], "flow_run_id": flow_run_id,
+            "started_at": result["started_at"], "finished_at": datetime.now(UTC).isoformat(),
+            "status": status,
+            **{k: result.get(k, 0) for k in ("feeds_polled", "feeds_not_modified",
+                                             "feeds_unchanged", "feeds_failed", "feeds_not_due")},
+            "pages_fetched": int(stats.get("response_received_count", 0)),
+            "articles_added": report.added, "duplicates": report.duplicates,
+            "known_skipped": int(stats.get("cstowatch/known_skipped", 0))
+            + int(result.get("known_skipped", 0)),
+            "non_articles": report.non_articles, "rejected": len(report.rejected),
+            "failed": report.failed + result.get("feeds_failed", 0),
+            "offsite_skipped": int(stats.get("cstowatch/offsite_skipped", 0))
+            + sum(1 for r in rows if r.get("kind") == "feed_item" and r.get("offsite")),
+            "duration_s": result.get("duration_s"),
+            "errors": "\n".join(errors)[:4000] or None,
+        }
+        record_run(con, row)
+    finally:
+        con.close()
+    path.with_suffix(".loaded").write_text(datetime.now(UTC).isoformat())
+    return row
+
+
+def unloaded_batches(batch_root: Path) -> list[Path]:
+    """Batches an earlier, interrupted run wrote but never loaded."""
+    if not batch_root.exists():
+        return []
+    return sorted(p for p in batch_root.glob("*/*.jsonl") if not p.with_suffix(".loaded").exists())
+
+
+def _score_rows(scores: list[Any]) -> list[dict[str, Any]]:
+    rows = []
+    for s in scores:
+        passages = []
+        if s.relevant:
+            passages = [dict(p.to_json(), weight=p.passage.weight) for p in s.passages]
+        rows.append({"article_id": s.article_id, "lang": s.lang, "label": s.label,
+                     "probs": s.probs, "relevance": s.relevance, "relevant": s.relevant,
+                     "evidence": s.evidence, "quotes_other_side": s.quotes_other_side,
+                     "passages": passages})
+    return rows
+
+
+def classify_pending(
+    db: Path, settings: Settings, model_dir: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Score every stored article the current model has not scored yet."""
+    from nlp.articles import score_articles  # heavy import: only the classify stage needs torch
+    from nlp.stance import load_model
+
+    model = load_model(model_dir or (str(settings.stance_model_dir) if settings.stance_model_dir
+                                     else None),
+                       str(settings.encoder_dir) if settings.encoder_dir else None)
+    info = model.info()
+    head_sha = hashlib.sha256((model.dir / "head.npz").read_bytes()).hexdigest()
+    con = open_db(db, settings)
+    try:
+        register_model(con, info, head_sha)
+        todo = unclassified(con, model.model_id)
+    finally:
+        con.close()
+    done, rejected, relevant = 0, [], 0
+    for start in range(0, len(todo), CLASSIFY_CHUNK):
+        chunk = todo[start : start + CLASSIFY_CHUNK]
+        scores = score_articles(model, chunk)
+        relevant += sum(1 for s in scores if s.relevant)
+        con = open_db(db, settings)
+        try:
+            rejected += store_scores(con, model.model_id, _score_rows(scores))
+        finally:
+            con.close()
+        done += len(chunk)
+        if progress:
+            progress(done, len(todo))
+    return {"model_id": model.model_id, "classified": done, "relevant": relevant,
+            "rejected": rejected}
+
+
+def shift_config(settings: Settings, confusion: list[list[float]] | None = None) -> ShiftConfig:
+    return ShiftConfig(
+        window_days=settings.window_days, baseline_days=settings.baseline_days,
+        min_articles=settings.min_articles, min_effect=settings.min_effect_pp / 100.0,
+        fdr=settings.fdr,
+        confusion=tuple(tuple(r) for r in confusion) if confusion and settings.correct_confusion
+        else None,
+    )
+
+
+def model_confusion(db: Path, settings: Settings, model_id: str | None) -> list[list[float]] | None:
+    """The dev-set soft confusion matrix saved with the model card, if any."""
+    if not model_id:
+        return None
+    con = open_db(db, settings)
+    try:
+        row = con.execute("select metrics from models where model_id = ?", [model_id]).fetchone()
+    finally:
+        con.close()
+    if not row or not row[0]:
+        return None
+    card = json.loads(row[0])
+    return card.get("dev", {}).get("soft_confusion")
+
+
+def detect_alerts(db: Path, as_of: date, settings: Settings, model_id: str | None
+                  ) -> tuple[list[GroupTest], list[str]]:
+    cfg = shift_config(settings, model_confusion(db, settings, model_id))
+    con = open_db(db, settings)
+    try:
+        return detect_and_store(con, as_of, cfg, settings, model_id)
+    finally:
+        con.close()
+
+
+def deliver(db: Path, settings: Settings, model_id: str | None = None) -> DeliveryReport:
+    cfg = shift_config(settings, model_confusion(db, settings, model_id))
+    con = open_db(db, settings)
+    try:
+        return deliver_pending(con, settings, cfg)
+    finally:
+        con.close()

@@ -1,0 +1,115 @@
+"""The stance classifier: one small class with one public call, ``predict(texts)``.
+
+A saved model is a directory with ``config.json`` (labels, temperature, encoder, card) and
+``head.npz`` (the linear stance head and the relevance gate). Labels travel with the model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib.resources import files
+from pathlib import Path
+
+import numpy as np
+
+from nlp import lexicon
+from nlp.encoder import Encoder, get_encoder
+
+BUNDLED_MODEL = Path(str(files("nlp") / "model"))
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str
+    probs: dict[str, float]
+    relevance: float
+
+    def to_json(self) -> dict:
+        return {"label": self.label, "probs": self.probs, "relevance": self.relevance}
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    z = logits / temperature
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def relevance_features(embeddings: np.ndarray, texts: list[str], centroids: np.ndarray) -> np.ndarray:
+    """Cosine to the on-topic and off-topic prototypes, plus the lexicon hits."""
+    sims = embeddings @ centroids.T  # embeddings and centroids are L2-normalised
+    lex = np.array([lexicon.features(t) for t in texts], dtype=np.float32).reshape(len(texts), -1)
+    return np.hstack([sims, (sims[:, :1] - sims[:, 1:2]), lex]).astype(np.float32)
+
+
+class StanceModel:
+    def __init__(self, model_dir: Path | str | None = None, encoder: Encoder | None = None) -> None:
+        self.dir = Path(model_dir) if model_dir else BUNDLED_MODEL
+        config_path = self.dir / "config.json"
+        if not config_path.exists():
+            raise FileNotFoundError(
+                f"no stance model at {self.dir}: run `cstowatch train` to create one"
+            )
+        self.config = json.loads(config_path.read_text(encoding="utf-8"))
+        self.labels: tuple[str, ...] = tuple(self.config["labels"])
+        self.temperature = float(self.config.get("temperature", 1.0))
+        self.relevance_threshold = float(self.config.get("relevance_threshold", 0.5))
+        # Articles are judged on 0.5 x best passage + 0.5 x weighted mean relevance. A factual
+        # report's background paragraphs score low on their own, so the article bar sits lower
+        # than the passage bar.
+        self.article_relevance_threshold = float(
+            self.config.get("article_relevance_threshold", 0.4)
+        )
+        head_bytes = (self.dir / "head.npz").read_bytes()
+        with np.load(self.dir / "head.npz") as head:
+            self.W, self.b = head["W"], head["b"]
+            self.rel_w, self.rel_b = head["rel_w"], float(head["rel_b"])
+            self.centroids = head["centroids"]
+        self.encoder = encoder or get_encoder()
+        self.model_id = (
+            f"{self.encoder.model_id}+head-{hashlib.sha256(head_bytes).hexdigest()[:12]}"
+        )
+
+    def _scores(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        embeddings = self.encoder.embed(texts)
+        probs = softmax(embeddings @ self.W.T + self.b, self.temperature)
+        rel = sigmoid(relevance_features(embeddings, texts, self.centroids) @ self.rel_w + self.rel_b)
+        return probs, rel
+
+    def predict(self, texts: list[str]) -> list[Prediction]:
+        if not texts:
+            return []
+        probs, rel = self._scores(texts)
+        out = []
+        for row, r in zip(probs, rel, strict=True):
+            p = {label: float(v) for label, v in zip(self.labels, row, strict=True)}
+            total = sum(p.values())
+            p = {k: v / total for k, v in p.items()}
+            out.append(Prediction(max(p, key=p.__getitem__), p, float(r)))
+        return out
+
+    def info(self) -> dict:
+        return {
+            "model_id": self.model_id,
+            "encoder_path": str(self.encoder.path),
+            "encoder_id": self.encoder.model_id,
+            "labels": list(self.labels),
+            "temperature": self.temperature,
+            "relevance_threshold": self.relevance_threshold,
+            "article_relevance_threshold": self.article_relevance_threshold,
+            "model_dir": str(self.dir),
+            "card": self.config.get("card", {}),
+        }
+
+
+@lru_cache(maxsize=4)
+def load_model(model_dir: str | None = None, encoder_dir: str | None = None) -> StanceModel:
+    """Load once per process (Prefect workers and the CLI call this)."""
+    return StanceModel(model_dir, get_encoder(encoder_dir) if encoder_dir else None)

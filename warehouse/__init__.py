@@ -1,0 +1,1 @@
+"""cstowatch: warehouse stage."""
