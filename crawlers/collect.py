@@ -46,7 +46,9 @@ class FeedState:
     def from_row(cls, row: dict[str, Any] | None) -> FeedState:
         if not row:
             return cls()
-        return cls(**{k: row.get(k) for k in cls.__dataclass_fields__})
+        values: dict[str, Any] = {k: row.get(k) for k in cls.__dataclass_fields__}
+        values["failures"] = float(values["failures"] or 0.0)
+        return cls(**values)
 
 
 def poll_feed(
@@ -61,15 +63,25 @@ def poll_feed(
 ) -> tuple[dict[str, Any], list[dict[str, Any]], str]:
     """Fetch and parse one feed. Returns (feed state row, feed item rows, outcome)."""
     result = fetch(
-        url, source.domains, user_agent=user_agent, etag=state.etag,
-        last_modified=state.last_modified, client=client,
+        url,
+        source.domains,
+        user_agent=user_agent,
+        etag=state.etag,
+        last_modified=state.last_modified,
+        client=client,
     )
     previous = timedelta(seconds=state.interval_seconds) if state.interval_seconds else None
     row: dict[str, Any] = {
-        "kind": "feed", "feed_url": url, "source_id": source.id,
-        "last_attempt_at": now.isoformat(), "http_status": result.status,
-        "etag": state.etag, "last_modified": state.last_modified,
-        "body_sha256": state.body_sha256, "new_items": 0, "total_items": 0,
+        "kind": "feed",
+        "feed_url": url,
+        "source_id": source.id,
+        "last_attempt_at": now.isoformat(),
+        "http_status": result.status,
+        "etag": state.etag,
+        "last_modified": state.last_modified,
+        "body_sha256": state.body_sha256,
+        "new_items": 0,
+        "total_items": 0,
     }
     items: list[dict[str, Any]] = []
     failure, error = result.failure, result.error
@@ -81,27 +93,41 @@ def poll_feed(
         if digest == state.body_sha256:
             outcome = "unchanged"  # servers lie about ETag; the same bytes mean nothing new
         else:
-            parsed = parse_feed(result.body, result.final_url, source.domains,
-                                result.headers.get("content-type"), now)
+            parsed = parse_feed(
+                result.body,
+                result.final_url,
+                source.domains,
+                result.headers.get("content-type"),
+                now,
+            )
             if not parsed.is_feed:
                 failure, error = "hard", "not a feed" + (f" ({parsed.bozo})" if parsed.bozo else "")
             else:
                 outcome = "parsed"
-                row.update(feed_kind=parsed.kind, body_sha256=digest,
-                           etag=result.headers.get("etag"),
-                           last_modified=result.headers.get("last-modified"),
-                           total_items=len(parsed.items))
+                row.update(
+                    feed_kind=parsed.kind,
+                    body_sha256=digest,
+                    etag=result.headers.get("etag"),
+                    last_modified=result.headers.get("last-modified"),
+                    total_items=len(parsed.items),
+                )
                 if parsed.bozo:
                     error = f"ill-formed feed, kept {len(parsed.items)} items: {parsed.bozo}"[:300]
                 for item in parsed.items:
                     if not item.offsite and item.url not in known:
                         row["new_items"] += 1
-                    items.append({
-                        "kind": "feed_item", "feed_url": url, "guid": item.guid,
-                        "url": item.url, "title": item.title,
-                        "published": item.published.isoformat() if item.published else None,
-                        "offsite": item.offsite, "seen_at": now.isoformat(),
-                    })
+                    items.append(
+                        {
+                            "kind": "feed_item",
+                            "feed_url": url,
+                            "guid": item.guid,
+                            "url": item.url,
+                            "title": item.title,
+                            "published": item.published.isoformat() if item.published else None,
+                            "offsite": item.offsite,
+                            "seen_at": now.isoformat(),
+                        }
+                    )
     if failure:
         failures = schedule.weighted_failures(state.failures, failure)
         interval = schedule.next_interval_after_failure(failures, result.retry_after)
@@ -125,7 +151,10 @@ def run_spiders(job: dict[str, Any], out: Path, timeout: float = SPIDER_TIMEOUT)
     try:
         proc = subprocess.run(
             [sys.executable, "-m", "crawlers.scrapy_run", job_path, str(out)],
-            capture_output=True, text=True, timeout=timeout, env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
         )
     except subprocess.TimeoutExpired as exc:
         raise CollectError(f"spiders for {job['source']['id']} timed out after {timeout}s") from exc
@@ -157,8 +186,13 @@ def collect_source(
     out.parent.mkdir(parents=True, exist_ok=True)
     out.unlink(missing_ok=True)
     counts: dict[str, Any] = {
-        "feeds_polled": 0, "feeds_not_modified": 0, "feeds_unchanged": 0,
-        "feeds_failed": 0, "feeds_not_due": 0, "known_skipped": 0, "errors": [],
+        "feeds_polled": 0,
+        "feeds_not_modified": 0,
+        "feeds_unchanged": 0,
+        "feeds_failed": 0,
+        "feeds_not_due": 0,
+        "known_skipped": 0,
+        "errors": [],
     }
     article_urls: list[dict[str, Any]] = []
     with out.open("w", encoding="utf-8") as handle, httpx.Client(timeout=20.0) as client:
@@ -182,8 +216,9 @@ def collect_source(
                 if not item["offsite"] and item["url"] in known:
                     counts["known_skipped"] += 1
                 elif not item["offsite"]:
-                    article_urls.append({"url": item["url"], "title": item["title"],
-                                         "published": item["published"]})
+                    article_urls.append(
+                        {"url": item["url"], "title": item["title"], "published": item["published"]}
+                    )
     job = {
         "source": source.model_dump(mode="json"),
         "article_urls": article_urls,

@@ -35,7 +35,8 @@ _PATTERNS = {
     ),
     "consent": re.compile(
         r"(we use cookies|cookie consent|accept (all )?cookies|manage consent|cookies policy"
-        r"|мы используем cookie|согласие на обработку|nous utilisons des cookies|accepter les cookies)",
+        r"|мы используем cookie|согласие на обработку|nous utilisons des cookies"
+        r"|accepter les cookies)",
         re.IGNORECASE,
     ),
     "paywall": re.compile(
@@ -137,12 +138,18 @@ def extract_article(html: str | bytes, url: str, http_status: int | None = None)
         )
     except Exception as exc:  # trafilatura can fail deep in lxml on hostile markup
         doc = None
-        reason = f"extractor failed: {exc.__class__.__name__}"
+        reason: str | None = f"extractor failed: {exc.__class__.__name__}"
     else:
         reason = None
-    if doc is None:
+    if doc is None or isinstance(doc, dict):
         return Extracted(
-            url, canonical, "", "", None, _lang_attr(tree), "unparsable",
+            url,
+            canonical,
+            "",
+            "",
+            None,
+            _lang_attr(tree),
+            "unparsable",
             reason or "no main text found",
         )
     title = (doc.title or "").strip()

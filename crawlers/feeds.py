@@ -57,7 +57,7 @@ def _to_datetime(struct: object) -> datetime | None:
 
 
 def _clamp_future(published: datetime | None, now: datetime) -> datetime | None:
-    """A date more than a day in the future is a publisher's mistake: keep the item, drop the date."""
+    """A date over a day in the future is the publisher's mistake: keep the item, drop the date."""
     if published is not None and published > now + timedelta(days=1):
         return None
     return published

@@ -47,7 +47,7 @@ def next_interval_after_failure(failures: float, retry_after: float | None) -> t
     if failures >= DEAD_AFTER:
         interval = DEAD_INTERVAL
     else:
-        interval = _clamp(MIN_INTERVAL * (2 ** failures), MIN_INTERVAL, MAX_INTERVAL)
+        interval = _clamp(MIN_INTERVAL * (2**failures), MIN_INTERVAL, MAX_INTERVAL)
     if retry_after:
         interval = max(interval, timedelta(seconds=retry_after))
     return min(interval, DEAD_INTERVAL)

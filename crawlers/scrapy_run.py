@@ -23,8 +23,8 @@ from scrapy.downloadermiddlewares.retry import RetryMiddleware
 
 from crawlers.extract import extract_article
 from crawlers.fetch import MAX_BYTES, parse_retry_after
-from crawlers.urls import article_id
 from crawlers.spiders import ArticleSpider, ListingSpider, SitemapNewsSpider
+from crawlers.urls import article_id
 
 
 class BackoffRetryMiddleware(RetryMiddleware):
@@ -151,8 +151,9 @@ def main(argv: list[str]) -> int:
     job = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
     stats = run(job, argv[1])
     with Path(argv[1]).open("a", encoding="utf-8") as handle:
-        handle.write(json.dumps({"kind": "stats", "source_id": job["source"]["id"],
-                                 "stats": stats}) + "\n")
+        handle.write(
+            json.dumps({"kind": "stats", "source_id": job["source"]["id"], "stats": stats}) + "\n"
+        )
     return 0
 
 

@@ -60,10 +60,10 @@ class _JobMixin:
         yield {
             "kind": "page",
             "source_id": self.source_id,
-            "url": normalise(response.request.url),
+            "url": normalise(response.request.url if response.request else response.url),
             "final_url": response.url,
             "http_status": response.status,
-            "content_type": response.headers.get("Content-Type", b"").decode("latin-1"),
+            "content_type": (response.headers.get("Content-Type") or b"").decode("latin-1"),
             "body": response.body,
             "encoding": getattr(response, "encoding", None),
             "via": response.meta.get("via"),
@@ -110,8 +110,9 @@ class ListingSpider(_JobMixin, scrapy.Spider):
 
     async def start(self):  # type: ignore[override]
         for url in self.job["source"].get("start_urls", []):
-            yield scrapy.Request(url, callback=self.parse, errback=self.failed,
-                                 meta={"page": 1, "via": "listing"})
+            yield scrapy.Request(
+                url, callback=self.parse, errback=self.failed, meta={"page": 1, "via": "listing"}
+            )
 
     def parse(self, response: Response) -> Iterator[scrapy.Request]:
         for href in response.css(self.link_css).getall():
@@ -123,8 +124,12 @@ class ListingSpider(_JobMixin, scrapy.Spider):
             for href in response.css(self.next_css).getall()[:1]:
                 url = normalise(href, response.url)
                 if in_domains(url, self.domains):
-                    yield scrapy.Request(url, callback=self.parse, errback=self.failed,
-                                         meta={"page": page + 1, "via": "listing"})
+                    yield scrapy.Request(
+                        url,
+                        callback=self.parse,
+                        errback=self.failed,
+                        meta={"page": page + 1, "via": "listing"},
+                    )
 
 
 class SitemapNewsSpider(_JobMixin, SitemapSpider):
