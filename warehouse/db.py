@@ -35,6 +35,18 @@ def sql(name: str) -> str:
     return (SQL_ROOT / "sql" / f"{name}.sql").read_text(encoding="utf-8")
 
 
+def run_script(con: duckdb.DuckDBPyConnection, name: str, params: dict | None = None) -> None:
+    """Run every statement of ``warehouse/sql/<name>.sql``, each with the parameters it uses."""
+    params = params or {}
+    for statement in sql(name).split(";"):
+        body = "\n".join(
+            line for line in statement.splitlines() if not line.strip().startswith("--")
+        ).strip()
+        if body:
+            used = {k: v for k, v in params.items() if f"${k}" in body}
+            con.execute(body, used) if used else con.execute(body)
+
+
 def migrations() -> list[tuple[int, str, str]]:
     found = []
     for entry in (SQL_ROOT / "migrations").iterdir():
@@ -93,6 +105,13 @@ def rebuild_views(con: duckdb.DuckDBPyConnection) -> None:
 def _open(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(str(path), read_only=read_only)
     con.execute("set TimeZone = 'UTC'")
+    con.execute("set autoinstall_known_extensions = false")  # never download anything
+    from warehouse.search import load_fts  # search imports this module
+
+    try:
+        load_fts(con)  # analysts' ad hoc SQL may call match_bm25
+    except RuntimeError:
+        pass  # the package is missing; search() says so clearly
     return con
 
 

@@ -16,11 +16,34 @@ from typing import Any
 
 import duckdb
 
-from warehouse.db import transaction
+from warehouse.db import sql, transaction
 from warehouse.stories import StoryIndex, content_hash, signature
 
 STORY_LOOKBACK = timedelta(days=30)
 LABELS = ("pro_russian", "neutral", "pro_kazakh")
+RUN_COLUMNS = (
+    "run_id",
+    "source_id",
+    "flow_run_id",
+    "started_at",
+    "finished_at",
+    "status",
+    "feeds_polled",
+    "feeds_not_modified",
+    "feeds_unchanged",
+    "feeds_failed",
+    "feeds_not_due",
+    "pages_fetched",
+    "articles_added",
+    "duplicates",
+    "known_skipped",
+    "non_articles",
+    "rejected",
+    "failed",
+    "offsite_skipped",
+    "duration_s",
+    "errors",
+)
 
 
 @dataclass
@@ -48,6 +71,8 @@ def validate_article(row: dict[str, Any], line: int) -> str | None:
     where = f"line {line} ({row.get('url') or 'no url'})"
     if not row.get("url"):
         return f"{where}: missing url"
+    if not row.get("source_id"):
+        return f"{where}: missing source_id"
     if not row.get("article_id"):
         return f"{where}: missing article_id"
     if not (row.get("text") or "").strip():
@@ -66,11 +91,14 @@ def validate_prediction(row: dict[str, Any]) -> str | None:
         return None
     if row.get("label") not in LABELS:
         return f"{where}: label {row.get('label')!r} is not one of {', '.join(LABELS)}"
-    probs = [row.get(f"p_{label}") for label in LABELS]
-    if any(p is None or not 0.0 <= float(p) <= 1.0 for p in probs):
+    raw = [row.get(f"p_{label}") for label in LABELS]
+    if any(p is None for p in raw):
+        return f"{where}: a probability is missing: {raw}"
+    probs = [float(p) for p in raw]  # type: ignore[arg-type]
+    if any(not 0.0 <= p <= 1.0 for p in probs):
         return f"{where}: probabilities must lie in [0, 1]: {probs}"
-    if abs(sum(float(p) for p in probs) - 1.0) > 1e-4:  # type: ignore[arg-type]
-        return f"{where}: probabilities sum to {sum(probs):.6f}, not 1"  # type: ignore[arg-type]
+    if abs(sum(probs) - 1.0) > 1e-4:
+        return f"{where}: probabilities sum to {sum(probs):.6f}, not 1"
     return None
 
 
@@ -78,28 +106,14 @@ def upsert_sources(con: duckdb.DuckDBPyConnection, sources: list[dict[str, Any]]
     now = datetime.now(UTC)
     for s in sources:
         con.execute(
-            """
-            insert into sources values (?, ?, ?, ?, ?, ?, ?)
-            on conflict (source_id) do update set
-                name = excluded.name, country = excluded.country,
-                languages = excluded.languages, affiliation = excluded.affiliation,
-                domains = excluded.domains, updated_at = excluded.updated_at
-            """,
+            sql("upsert_source"),
             [s["id"], s["name"], s["country"], s["languages"], s["affiliation"], s["domains"], now],
         )
 
 
 def _story_index(con: duckdb.DuckDBPyConnection, since: datetime) -> StoryIndex:
     index = StoryIndex()
-    rows = con.execute(
-        """
-        select a.article_id, a.story_id, m.signature
-        from articles a join article_minhash m using (article_id)
-        where a.fetched_at >= ? or a.published_at >= ?
-        order by a.fetched_at
-        """,
-        [since, since],
-    ).fetchall()
+    rows = con.execute(sql("story_candidates"), {"since": since}).fetchall()
     for article_id, story_id, values in rows:
         index.add(article_id, story_id, values)
     return index
@@ -107,24 +121,23 @@ def _story_index(con: duckdb.DuckDBPyConnection, since: datetime) -> StoryIndex:
 
 def _upsert_feed(con: duckdb.DuckDBPyConnection, f: dict[str, Any]) -> None:
     con.execute(
-        """
-        insert into feeds values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-        on conflict (feed_url) do update set
-            source_id = excluded.source_id, kind = coalesce(excluded.kind, feeds.kind),
-            last_attempt_at = excluded.last_attempt_at,
-            last_success_at = coalesce(excluded.last_success_at, feeds.last_success_at),
-            http_status = excluded.http_status, etag = excluded.etag,
-            last_modified = excluded.last_modified, body_sha256 = excluded.body_sha256,
-            new_items = excluded.new_items, total_items = excluded.total_items,
-            failures = excluded.failures, interval_seconds = excluded.interval_seconds,
-            next_due_at = excluded.next_due_at, last_error = excluded.last_error
-        """,
+        sql("upsert_feed"),
         [
-            f["feed_url"], f["source_id"], f.get("feed_kind"), _ts(f.get("last_attempt_at")),
-            _ts(f.get("last_success_at")), f.get("http_status"), f.get("etag"),
-            f.get("last_modified"), f.get("body_sha256"), f.get("new_items"),
-            f.get("total_items"), f.get("failures", 0.0), f.get("interval_seconds"),
-            _ts(f.get("next_due_at")), f.get("last_error"),
+            f["feed_url"],
+            f["source_id"],
+            f.get("feed_kind"),
+            _ts(f.get("last_attempt_at")),
+            _ts(f.get("last_success_at")),
+            f.get("http_status"),
+            f.get("etag"),
+            f.get("last_modified"),
+            f.get("body_sha256"),
+            f.get("new_items"),
+            f.get("total_items"),
+            f.get("failures", 0.0),
+            f.get("interval_seconds"),
+            _ts(f.get("next_due_at")),
+            f.get("last_error"),
         ],
     )
 
@@ -140,11 +153,7 @@ def _insert_article(
         return False
     text = row["text"]
     digest = content_hash(text)
-    twin = con.execute(
-        "select article_id, story_id from articles where content_sha256 = ? "
-        "order by fetched_at limit 1",
-        [digest],
-    ).fetchone()
+    twin = con.execute(sql("content_twin"), {"digest": digest}).fetchone()
     values = signature(f"{row.get('title') or ''} {text}")
     if twin:
         duplicate_of, story = twin[0], twin[1]
@@ -152,27 +161,35 @@ def _insert_article(
     else:
         duplicate_of, story = None, index.assign(row["article_id"], values)
     con.execute(
-        """
-        insert into articles (article_id, source_id, url, canonical_url, title, text,
-            lang_declared, published_at, fetched_at, content_sha256, story_id, duplicate_of,
-            extractor, via, word_count, run_id)
-        values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-        """,
+        sql("insert_article"),
         [
-            row["article_id"], row["source_id"], row["url"], row.get("canonical_url"),
-            row.get("title"), text, row.get("lang"), _ts(row.get("published")),
-            _ts(row.get("fetched_at")) or datetime.now(UTC), digest, story, duplicate_of,
-            row.get("extractor") or "unknown", row.get("via"), len(text.split()), run_id,
+            row["article_id"],
+            row["source_id"],
+            row["url"],
+            row.get("canonical_url"),
+            row.get("title"),
+            text,
+            row.get("lang"),
+            _ts(row.get("published")),
+            _ts(row.get("fetched_at")) or datetime.now(UTC),
+            digest,
+            story,
+            duplicate_of,
+            row.get("extractor") or "unknown",
+            row.get("via"),
+            len(text.split()),
+            run_id,
         ],
     )
-    con.execute(
-        "insert into article_minhash values (?, ?)", [row["article_id"], values.tolist()]
-    )
+    con.execute("insert into article_minhash values (?, ?)", [row["article_id"], values.tolist()])
     if row.get("raw_html_z"):
         con.execute(
             "insert into raw_pages values (?, ?, ?) on conflict do nothing",
-            [row["article_id"], base64.b64decode(row["raw_html_z"]),
-             _ts(row.get("fetched_at")) or datetime.now(UTC)],
+            [
+                row["article_id"],
+                base64.b64decode(row["raw_html_z"]),
+                _ts(row.get("fetched_at")) or datetime.now(UTC),
+            ],
         )
     return True
 
@@ -206,17 +223,30 @@ def load_batch(
             elif kind == "feed_item":
                 con.execute(
                     "insert into feed_items values (?, ?, ?, ?, ?, ?, ?) on conflict do nothing",
-                    [row["feed_url"], row["guid"], row["url"], row.get("title"),
-                     _ts(row.get("published")), row["offsite"], _ts(row["seen_at"])],
+                    [
+                        row["feed_url"],
+                        row["guid"],
+                        row["url"],
+                        row.get("title"),
+                        _ts(row.get("published")),
+                        row["offsite"],
+                        _ts(row["seen_at"]),
+                    ],
                 )
             elif kind == "article":
                 if row.get("status", "ok") != "ok":
                     report.non_articles += 1
                     con.execute(
                         "insert into crawl_events values (?, ?, ?, ?, ?, ?, ?)",
-                        [run_id, row["source_id"], row.get("url"), row["status"],
-                         row.get("http_status"), row.get("reason"),
-                         _ts(row.get("fetched_at")) or datetime.now(UTC)],
+                        [
+                            run_id,
+                            row["source_id"],
+                            row.get("url"),
+                            row["status"],
+                            row.get("http_status"),
+                            row.get("reason"),
+                            _ts(row.get("fetched_at")) or datetime.now(UTC),
+                        ],
                     )
                     continue
                 problem = validate_article(row, line)
@@ -231,9 +261,15 @@ def load_batch(
                 report.failed += kind == "failure"
                 con.execute(
                     "insert into crawl_events values (?, ?, ?, ?, ?, ?, ?)",
-                    [run_id, row["source_id"], row.get("url"), row.get("status", "failure"),
-                     row.get("http_status"), row.get("error") or row.get("reason"),
-                     _ts(row.get("fetched_at")) or datetime.now(UTC)],
+                    [
+                        run_id,
+                        row["source_id"],
+                        row.get("url"),
+                        row.get("status", "failure"),
+                        row.get("http_status"),
+                        row.get("error") or row.get("reason"),
+                        _ts(row.get("fetched_at")) or datetime.now(UTC),
+                    ],
                 )
             elif kind == "torn":
                 report.rejected.append(f"line {line}: torn JSON line (interrupted write)")
@@ -242,19 +278,7 @@ def load_batch(
 
 def record_run(con: duckdb.DuckDBPyConnection, row: dict[str, Any]) -> None:
     """Write (or complete) a crawl_runs row; keyed by run and source so reruns update it."""
-    columns = [
-        "run_id", "source_id", "flow_run_id", "started_at", "finished_at", "status",
-        "feeds_polled", "feeds_not_modified", "feeds_unchanged", "feeds_failed", "feeds_not_due",
-        "pages_fetched", "articles_added", "duplicates", "known_skipped", "non_articles",
-        "rejected", "failed", "offsite_skipped", "duration_s", "errors",
-    ]
-    values = [row.get(c) for c in columns]
-    values[3] = _ts(values[3]) or datetime.now(UTC)
-    values[4] = _ts(values[4])
-    updates = ", ".join(f"{c} = excluded.{c}" for c in columns[2:])
-    placeholders = ", ".join("?" for _ in columns)
-    con.execute(
-        f"insert into crawl_runs ({', '.join(columns)}) values ({placeholders}) "  # noqa: S608 - column names are constants
-        f"on conflict (run_id, source_id) do update set {updates}",
-        values,
-    )
+    params = {name: row.get(name) for name in RUN_COLUMNS}
+    params["started_at"] = _ts(params["started_at"]) or datetime.now(UTC)
+    params["finished_at"] = _ts(params["finished_at"])
+    con.execute(sql("record_run"), params)

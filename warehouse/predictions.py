@@ -8,7 +8,7 @@ from typing import Any
 
 import duckdb
 
-from warehouse.db import sql, transaction
+from warehouse.db import run_script, sql, transaction
 from warehouse.load import validate_prediction
 
 
@@ -16,8 +16,15 @@ def register_model(con: duckdb.DuckDBPyConnection, info: dict[str, Any], head_sh
     card = info.get("card", {})
     con.execute(
         "insert into models values (?, ?, ?, ?, ?, ?, ?) on conflict do nothing",
-        [info["model_id"], info["encoder_id"], head_sha256, card.get("training_data_sha256"),
-         info["labels"], json.dumps(card), datetime.now(UTC)],
+        [
+            info["model_id"],
+            info["encoder_id"],
+            head_sha256,
+            card.get("training_data_sha256"),
+            info["labels"],
+            json.dumps(card),
+            datetime.now(UTC),
+        ],
     )
 
 
@@ -42,32 +49,71 @@ def store_scores(
         for r in results:
             rows = []
             for p in r["passages"]:
-                rows.append({"article_id": r["article_id"], "passage_idx": p["idx"],
-                             "label": p["label"], "probs": p["probs"],
-                             "relevance": p["relevance"], "relevant": True, "weight": p.get("weight"),
-                             "quotes_other_side": None, "evidence": None})
-            rows.append({"article_id": r["article_id"], "passage_idx": -1, "label": r["label"],
-                         "probs": r["probs"] or {}, "relevance": r["relevance"],
-                         "relevant": r["relevant"], "weight": None,
-                         "quotes_other_side": r["quotes_other_side"],
-                         "evidence": json.dumps(r["evidence"], ensure_ascii=False)})
+                rows.append(
+                    {
+                        "article_id": r["article_id"],
+                        "passage_idx": p["idx"],
+                        "label": p["label"],
+                        "probs": p["probs"],
+                        "relevance": p["relevance"],
+                        "relevant": True,
+                        "weight": p.get("weight"),
+                        "quotes_other_side": None,
+                        "evidence": None,
+                    }
+                )
+            rows.append(
+                {
+                    "article_id": r["article_id"],
+                    "passage_idx": -1,
+                    "label": r["label"],
+                    "probs": r["probs"] or {},
+                    "relevance": r["relevance"],
+                    "relevant": r["relevant"],
+                    "weight": None,
+                    "quotes_other_side": r["quotes_other_side"],
+                    "evidence": json.dumps(r["evidence"], ensure_ascii=False),
+                }
+            )
             flat = [dict(row, **{f"p_{k}": v for k, v in row["probs"].items()}) for row in rows]
             problems = [m for m in (validate_prediction(f) for f in flat) if m]
             if problems:
                 rejected.extend(problems)
                 continue
-            con.execute("update articles set lang = ? where article_id = ?",
-                        [r["lang"], r["article_id"]])
+            con.execute(
+                "update articles set lang = ? where article_id = ?", [r["lang"], r["article_id"]]
+            )
             for p in r["passages"]:
-                con.execute("insert into passages values (?, ?, ?, ?) on conflict do nothing",
-                            [r["article_id"], p["idx"], p["kind"], p["text"]])
+                con.execute(
+                    "insert into passages values (?, ?, ?, ?) on conflict do nothing",
+                    [r["article_id"], p["idx"], p["kind"], p["text"]],
+                )
             for f in flat:
                 con.execute(
                     "insert into stance_predictions values "
                     "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) on conflict do nothing",
-                    [model_id, f["article_id"], f["passage_idx"], f["label"],
-                     f.get("p_pro_russian"), f.get("p_neutral"), f.get("p_pro_kazakh"),
-                     f["relevance"], f["relevant"], r["lang"], f["weight"],
-                     f["quotes_other_side"], f["evidence"], now],
+                    [
+                        model_id,
+                        f["article_id"],
+                        f["passage_idx"],
+                        f["label"],
+                        f.get("p_pro_russian"),
+                        f.get("p_neutral"),
+                        f.get("p_pro_kazakh"),
+                        f["relevance"],
+                        f["relevant"],
+                        r["lang"],
+                        f["weight"],
+                        f["quotes_other_side"],
+                        f["evidence"],
+                        now,
+                    ],
                 )
+        run_script(con, "refresh_daily_for", {"ids": [r["article_id"] for r in results]})
     return rejected
+
+
+def refresh_daily(con: duckdb.DuckDBPyConnection) -> None:
+    """Rebuild the whole materialised daily table (after sources change)."""
+    with transaction(con):
+        run_script(con, "refresh_daily")

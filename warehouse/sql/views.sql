@@ -54,7 +54,8 @@ join article_stance st using (article_id)
 where st.relevant and a.duplicate_of is null;
 
 -- Counts every article once per outlet; n_stories counts a story once per outlet and day.
-create or replace view daily_stance as
+-- The live aggregate; analysts read daily_stance, the table refreshed from it after each run.
+create or replace view daily_stance_live as
 select
     day,
     source_id,
@@ -72,6 +73,9 @@ select
     count(*) filter (where label = 'pro_kazakh') as n_pro_kazakh
 from relevant_articles
 group by all;
+
+create or replace view daily_stance as
+select * from stance_daily;
 
 create or replace view weekly_stance as
 select
