@@ -27,11 +27,23 @@ from warehouse.db import sql, transaction
 log = logging.getLogger("cstowatch.alerts")
 STALE_CLAIM = timedelta(minutes=30)
 EVIDENCE_ARTICLES = 5
-COUNTRY_NAMES = {"KZ": "Kazakhstan", "RU": "Russia", "FR": "France", "GB": "United Kingdom",
-                 "US": "United States", "CZ": "Czechia", "DE": "Germany", "BY": "Belarus"}
+COUNTRY_NAMES = {
+    "KZ": "Kazakhstan",
+    "RU": "Russia",
+    "FR": "France",
+    "GB": "United Kingdom",
+    "US": "United States",
+    "CZ": "Czechia",
+    "DE": "Germany",
+    "BY": "Belarus",
+}
 LANGUAGE_NAMES = {"en": "English", "ru": "Russian", "kk": "Kazakh", "fr": "French"}
-AFFILIATION_NAMES = {"state": "state media", "independent": "independent outlets",
-                     "international": "international outlets", "official": "official sources"}
+AFFILIATION_NAMES = {
+    "state": "state media",
+    "independent": "independent outlets",
+    "international": "international outlets",
+    "official": "official sources",
+}
 
 
 @dataclass
@@ -58,8 +70,10 @@ def group_label(con: duckdb.DuckDBPyConnection, group_type: str, value: str) -> 
 
 def load_rows(con: duckdb.DuckDBPyConnection, since: date, until: date) -> list[ArticleRow]:
     result = con.execute(sql("stance_rows"), {"since": since, "until": until}).fetchall()
-    return [ArticleRow(r[0], r[1], r[2], r[3], r[4] or "other", r[5], (r[6], r[7], r[8]))
-            for r in result]
+    return [
+        ArticleRow(r[0], r[1], r[2], r[3], r[4] or "other", r[5], (r[6], r[7], r[8]))
+        for r in result
+    ]
 
 
 def evidence_for(
@@ -68,8 +82,12 @@ def evidence_for(
     """The articles that contributed most: highest p(direction) above the baseline share."""
     rows = con.execute(
         sql("group_articles"),
-        {"since": windows.window_start, "until": windows.window_end,
-         "group_type": test.group_type, "group_value": test.group_value},
+        {
+            "since": windows.window_start,
+            "until": windows.window_end,
+            "group_type": test.group_type,
+            "group_value": test.group_value,
+        },
     ).fetchall()
     if test.kind == "coverage" or test.direction not in LABELS:
         return []
@@ -80,12 +98,20 @@ def evidence_for(
     for r in scored[:EVIDENCE_ARTICLES]:
         passages = json.loads(r[10]) if r[10] else []
         best = max(passages, key=lambda p: p["probs"][test.direction], default=None)
-        out.append({
-            "article_id": r[0], "url": r[1], "title": r[2], "outlet": r[3], "date": str(r[4]),
-            "lang": r[5], "label": test.direction, "p": float(r[7 + k]),
-            "contribution": round(float(r[7 + k] - base), 4),
-            "passage": best["text"] if best else "",
-        })
+        out.append(
+            {
+                "article_id": r[0],
+                "url": r[1],
+                "title": r[2],
+                "outlet": r[3],
+                "date": str(r[4]),
+                "lang": r[5],
+                "label": test.direction,
+                "p": float(r[7 + k]),
+                "contribution": round(float(r[7 + k] - base), 4),
+                "passage": best["text"] if best else "",
+            }
+        )
     return out
 
 
@@ -95,7 +121,10 @@ def alert_id(kind: str, group_type: str, group_value: str, window_end: date, dir
 
 
 def detect_and_store(
-    con: duckdb.DuckDBPyConnection, as_of: date, cfg: ShiftConfig, settings: Settings,
+    con: duckdb.DuckDBPyConnection,
+    as_of: date,
+    cfg: ShiftConfig,
+    settings: Settings,
     model_id: str | None,
 ) -> tuple[list[GroupTest], list[str]]:
     """Run the detector for ``as_of`` and store new alerts with a pending delivery."""
@@ -109,29 +138,48 @@ def detect_and_store(
         for test in tests:
             if not test.alert:
                 continue
-            aid = alert_id(test.kind, test.group_type, test.group_value, as_of, test.direction or "")
+            aid = alert_id(
+                test.kind, test.group_type, test.group_value, as_of, test.direction or ""
+            )
             recent = con.execute(
-                "select alert_id from alerts where group_type = ? and group_value = ? "
-                "and (alert_id = ? or created_at >= ?)",
-                [test.group_type, test.group_value, aid, cooldown_start],
+                sql("alert_recent"),
+                {
+                    "group_type": test.group_type,
+                    "group_value": test.group_value,
+                    "alert_id": aid,
+                    "cooldown_start": cooldown_start,
+                },
             ).fetchone()
             if recent:
                 test.reason = "already alerted (cooldown)" if recent[0] != aid else "already stored"
                 continue
             con.execute(
-                """
-                insert into alerts values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
-                                           ?, ?, ?, ?, ?)
-                """,
-                [aid, test.kind, test.group_type, test.group_value,
-                 group_label(con, test.group_type, test.group_value), test.direction,
-                 windows.window_start, windows.window_end, windows.baseline_start,
-                 windows.baseline_end, test.n_window, test.n_baseline,
-                 json.dumps(test.shares_before), json.dumps(test.shares_after),
-                 json.dumps(test.ci_before), json.dumps(test.ci_after),
-                 round(100 * test.effect, 2), test.p_value, test.q_value, test.severity,
-                 json.dumps(evidence_for(con, test, windows), ensure_ascii=False),
-                 model_id, now],
+                sql("insert_alert"),
+                {
+                    "alert_id": aid,
+                    "kind": test.kind,
+                    "group_type": test.group_type,
+                    "group_value": test.group_value,
+                    "group_label": group_label(con, test.group_type, test.group_value),
+                    "direction": test.direction,
+                    "window_start": windows.window_start,
+                    "window_end": windows.window_end,
+                    "baseline_start": windows.baseline_start,
+                    "baseline_end": windows.baseline_end,
+                    "n_window": test.n_window,
+                    "n_baseline": test.n_baseline,
+                    "shares_before": json.dumps(test.shares_before),
+                    "shares_after": json.dumps(test.shares_after),
+                    "ci_before": json.dumps(test.ci_before),
+                    "ci_after": json.dumps(test.ci_after),
+                    "effect_pp": round(100 * test.effect, 2),
+                    "p_value": test.p_value,
+                    "q_value": test.q_value,
+                    "severity": test.severity,
+                    "evidence": json.dumps(evidence_for(con, test, windows), ensure_ascii=False),
+                    "model_id": model_id,
+                    "created_at": now,
+                },
             )
             con.execute(
                 "insert into alert_deliveries values (?, ?, 'pending', 0, null, null, null, ?)",
@@ -154,15 +202,25 @@ def _chart(con: duckdb.DuckDBPyConnection, alert: dict[str, Any]) -> bytes | Non
     since = alert["window_end"] - timedelta(weeks=12)
     weekly = con.execute(
         sql("group_weekly"),
-        {"since": since, "until": alert["window_end"], "group_type": alert["group_type"],
-         "group_value": alert["group_value"]},
+        {
+            "since": since,
+            "until": alert["window_end"],
+            "group_type": alert["group_type"],
+            "group_value": alert["group_value"],
+        },
     ).fetchall()
     if not weekly:
         return None
-    rows = [{"week": w[0], "n_articles": w[1], "pro_russian": w[2], "neutral": w[3],
-             "pro_kazakh": w[4]} for w in weekly]
-    chart = weekly_shares_chart(rows, alert["window_start"], alert["window_end"],
-                                title=f"{alert['group_label']}: weekly stance shares")
+    rows = [
+        {"week": w[0], "n_articles": w[1], "pro_russian": w[2], "neutral": w[3], "pro_kazakh": w[4]}
+        for w in weekly
+    ]
+    chart = weekly_shares_chart(
+        rows,
+        alert["window_start"],
+        alert["window_end"],
+        title=f"{alert['group_label']}: weekly stance shares",
+    )
     return to_png(chart)
 
 
@@ -170,24 +228,19 @@ _SEVERITY_ORDER = {"high": 0, "medium": 1, "low": 2}
 
 
 def deliver_pending(
-    con: duckdb.DuckDBPyConnection, settings: Settings, cfg: ShiftConfig,
-    only: list[str] | None = None,
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    cfg: ShiftConfig,
 ) -> DeliveryReport:
     """Send every pending alert, batched into one email, exactly once."""
     report = DeliveryReport()
     now = datetime.now(UTC)
     with transaction(con):
         stale = con.execute(
-            "update alert_deliveries set status = 'uncertain', updated_at = ? "
-            "where status = 'sending' and updated_at < ? returning alert_id",
-            [now, now - STALE_CLAIM],
+            sql("deliveries_stale"), {"now": now, "stale_before": now - STALE_CLAIM}
         ).fetchall()
         report.uncertain = [r[0] for r in stale]
-        claimed = con.execute(
-            "update alert_deliveries set status = 'sending', attempts = attempts + 1, "
-            "updated_at = ? where status = 'pending' returning alert_id",
-            [now],
-        ).fetchall()
+        claimed = con.execute(sql("deliveries_claim"), {"now": now}).fetchall()
     ids = [r[0] for r in claimed]
     if not ids:
         return report
@@ -196,8 +249,14 @@ def deliver_pending(
     )
     columns = [d[0] for d in cursor.description]
     alerts = [_alert_view(dict(zip(columns, r, strict=True)), cfg) for r in cursor.fetchall()]
-    alerts.sort(key=lambda a: (a["kind"] != "stance", _SEVERITY_ORDER.get(a["severity"], 3),
-                               -abs(a["effect_pp"]), a["group_label"]))
+    alerts.sort(
+        key=lambda a: (
+            a["kind"] != "stance",
+            _SEVERITY_ORDER.get(a["severity"], 3),
+            -abs(a["effect_pp"]),
+            a["group_label"],
+        )
+    )
     charts: dict[str, bytes] = {}
     for alert in alerts:
         try:
@@ -207,8 +266,9 @@ def deliver_pending(
             png = None
         if png:
             charts[alert["alert_id"]] = png
-    msg = notify.compose(alerts, charts, settings.alert_from, settings.alert_to,
-                         corrected=cfg.confusion is not None)
+    msg = notify.compose(
+        alerts, charts, settings.alert_from, settings.alert_to, corrected=cfg.confusion is not None
+    )
     try:
         if settings.smtp_host:
             notify.send_smtp(msg, settings)
@@ -221,18 +281,20 @@ def deliver_pending(
         report.pending = ids
         with transaction(con):
             con.execute(
-                "update alert_deliveries set status = 'pending', last_error = ?, updated_at = ? "
-                "where alert_id in (select unnest(?::varchar[]))",
-                [str(exc)[:500], datetime.now(UTC), ids],
+                sql("deliveries_release"),
+                {"error": str(exc)[:500], "now": datetime.now(UTC), "ids": ids},
             )
         log.warning("alert delivery failed, %d alert(s) stay pending: %s", len(ids), exc)
         return report
     with transaction(con):
         con.execute(
-            "update alert_deliveries set status = 'sent', channel = ?, message_id = ?, "
-            "sent_at = ?, last_error = null, updated_at = ? "
-            "where alert_id in (select unnest(?::varchar[]))",
-            [channel, msg["Message-ID"], datetime.now(UTC), datetime.now(UTC), ids],
+            sql("deliveries_sent"),
+            {
+                "channel": channel,
+                "message_id": msg["Message-ID"],
+                "now": datetime.now(UTC),
+                "ids": ids,
+            },
         )
     report.sent = ids
     return report

@@ -21,8 +21,12 @@ def stance_scale() -> alt.Scale:
 
 
 def weekly_shares_chart(
-    weekly: list[dict], window_start: date | None = None, window_end: date | None = None,
-    title: str = "", width: int = 520, height: int = 220,
+    weekly: list[dict],
+    window_start: date | None = None,
+    window_end: date | None = None,
+    title: str = "",
+    width: int = 520,
+    height: int = 220,
 ) -> alt.Chart:
     """Stacked weekly stance shares (probability mass) as bars, one per week (weeks start on
     Monday). Weeks that overlap the alert window are drawn solid, earlier weeks faded."""
@@ -30,30 +34,49 @@ def weekly_shares_chart(
     for week in weekly:
         start = pd.Timestamp(week["week"])
         in_window = bool(
-            window_start is not None and window_end is not None
+            window_start is not None
+            and window_end is not None
             and start <= pd.Timestamp(window_end)
             and start + pd.Timedelta(days=6) >= pd.Timestamp(window_start)
         )
         for label, name in STANCE_NAMES.items():
-            rows.append({"week": start.strftime("%d %b"), "start": start, "stance": name,
-                         "share": float(week[label] or 0.0), "articles": int(week["n_articles"]),
-                         "period": "alert window" if in_window else "before"})
+            rows.append(
+                {
+                    "week": start.strftime("%d %b"),
+                    "start": start,
+                    "stance": name,
+                    "share": float(week[label] or 0.0),
+                    "articles": int(week["n_articles"]),
+                    "period": "alert window" if in_window else "before",
+                }
+            )
     data = pd.DataFrame(rows, columns=["week", "start", "stance", "share", "articles", "period"])
     return (
         alt.Chart(data)
         .mark_bar()
         .encode(
             x=alt.X("week:O", title="Week starting", sort=alt.SortField("start")),
-            y=alt.Y("share:Q", stack="normalize", title="Share of coverage (%)",
-                    axis=alt.Axis(format="%")),
-            color=alt.Color("stance:N", scale=stance_scale(), title="Stance",
-                            sort=list(STANCE_NAMES.values())),
+            y=alt.Y(
+                "share:Q",
+                stack="normalize",
+                title="Share of coverage (%)",
+                axis=alt.Axis(format="%"),
+            ),
+            color=alt.Color(
+                "stance:N", scale=stance_scale(), title="Stance", sort=list(STANCE_NAMES.values())
+            ),
             order=alt.Order("stance_order:Q"),
-            opacity=alt.Opacity("period:N", scale=alt.Scale(domain=["before", "alert window"],
-                                                            range=[0.55, 1.0]),
-                                title="Period"),
-            tooltip=["week:N", "stance:N", alt.Tooltip("share:Q", format=".0%"),
-                     alt.Tooltip("articles:Q", title="articles that week")],
+            opacity=alt.Opacity(
+                "period:N",
+                scale=alt.Scale(domain=["before", "alert window"], range=[0.55, 1.0]),
+                title="Period",
+            ),
+            tooltip=[
+                "week:N",
+                "stance:N",
+                alt.Tooltip("share:Q", format=".0%"),
+                alt.Tooltip("articles:Q", title="articles that week"),
+            ],
         )
         .transform_calculate(
             stance_order="indexof(['pro-Russian','neutral','pro-Kazakh'], datum.stance)"

@@ -18,8 +18,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-app = typer.Typer(help="cstowatch: stance monitoring of CSTO and Kazakhstan-Russia coverage.",
-                  no_args_is_help=True, pretty_exceptions_show_locals=False)
+app = typer.Typer(
+    help="cstowatch: stance monitoring of CSTO and Kazakhstan-Russia coverage.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
 model_app = typer.Typer(help="The encoder and the stance model.", no_args_is_help=True)
 sources_app = typer.Typer(help="The sources file.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
@@ -27,10 +30,14 @@ app.add_typer(sources_app, name="sources")
 console = Console()
 err = Console(stderr=True)
 
-DbOption = Annotated[Path | None, typer.Option("--db", help="DuckDB file [default: $CSTOWATCH_DB "
-                                               "or data/cstowatch.duckdb]")]
-AsOf = Annotated[datetime | None, typer.Option("--as-of", formats=["%Y-%m-%d"],
-                                               help="Evaluate every time window as of this day")]
+DbOption = Annotated[
+    Path | None,
+    typer.Option("--db", help="DuckDB file [default: $CSTOWATCH_DB or data/cstowatch.duckdb]"),
+]
+AsOf = Annotated[
+    datetime | None,
+    typer.Option("--as-of", formats=["%Y-%m-%d"], help="Evaluate every time window as of this day"),
+]
 
 
 def _db(db: Path | None) -> Path:
@@ -46,16 +53,30 @@ def fail(message: str, code: int = 1) -> None:
 
 def print_run_summary(result: dict[str, Any]) -> None:
     table = Table(title=f"Run {result.get('run_id', '')}: sources", show_lines=False)
-    for col in ("source", "status", "feeds", "fetched", "added", "known skipped",
-                "non-articles", "failed", "errors"):
+    for col in (
+        "source",
+        "status",
+        "feeds",
+        "fetched",
+        "added",
+        "known skipped",
+        "non-articles",
+        "failed",
+        "errors",
+    ):
         table.add_column(col, overflow="fold")
     for r in result.get("sources", []):
         table.add_row(
-            r["source_id"], r["status"],
-            f"{r.get('feeds_polled', 0)} polled, {r.get('feeds_not_modified', 0) + r.get('feeds_unchanged', 0)} unchanged",
-            str(r.get("pages_fetched", 0)), str(r.get("articles_added", 0)),
-            str(r.get("known_skipped", 0)), str(r.get("non_articles", 0)),
-            str(r.get("failed", 0)), (r.get("errors") or "").split("\n")[0][:80],
+            r["source_id"],
+            r["status"],
+            f"{r.get('feeds_polled', 0)} polled, "
+            f"{r.get('feeds_not_modified', 0) + r.get('feeds_unchanged', 0)} unchanged",
+            str(r.get("pages_fetched", 0)),
+            str(r.get("articles_added", 0)),
+            str(r.get("known_skipped", 0)),
+            str(r.get("non_articles", 0)),
+            str(r.get("failed", 0)),
+            (r.get("errors") or "").split("\n")[0][:80],
         )
     console.print(table)
 
@@ -96,8 +117,9 @@ def print_stance_summary(db: Path, as_of: date | None = None) -> None:
     for col in ("kind", "group", "direction", "effect (pp)", "q", "severity", "delivery"):
         atable.add_column(col)
     for kind, group, direction, effect, q, sev, status in alerts:
-        atable.add_row(kind, group, direction, f"{effect:+.1f}",
-                       "-" if q is None else f"{q:.2g}", sev, status)
+        atable.add_row(
+            kind, group, direction, f"{effect:+.1f}", "-" if q is None else f"{q:.2g}", sev, status
+        )
     console.print(atable if alerts else "[dim]No alerts.[/]")
 
 
@@ -126,8 +148,13 @@ def run(
         load_sources(sources)
     except SourcesError as exc:
         fail(str(exc), 2)
-    result = _run_flow(monitor, sources=str(sources), db=str(_db(db)),
-                       as_of=as_of.date() if as_of else None, force_feeds=force_feeds)
+    result = _run_flow(
+        monitor,
+        sources=str(sources),
+        db=str(_db(db)),
+        as_of=as_of.date() if as_of else None,
+        force_feeds=force_feeds,
+    )
     print_run_summary(result)
     print_stance_summary(_db(db))
     if result["notify"].get("files"):
@@ -150,8 +177,7 @@ def collect(
         load_sources(sources)
     except SourcesError as exc:
         fail(str(exc), 2)
-    result = _run_flow(collect_flow, sources=str(sources), db=str(_db(db)),
-                       force_feeds=force_feeds)
+    result = _run_flow(collect_flow, sources=str(sources), db=str(_db(db)), force_feeds=force_feeds)
     print_run_summary(result)
 
 
@@ -183,17 +209,29 @@ def classify(
             chunk = rows[start : start + batch]
             for row, pred in zip(chunk, stance.predict([r["text"] for r in chunk]), strict=True):
                 lang = row.get("lang") or detect(row["text"])[0]
-                out.write(json.dumps({"id": row.get("id"), "label": pred.label,
-                                      "probs": pred.probs, "relevance": round(pred.relevance, 4),
-                                      "lang": lang, "model": stance.model_id},
-                                     ensure_ascii=False) + "\n")
+                out.write(
+                    json.dumps(
+                        {
+                            "id": row.get("id"),
+                            "label": pred.label,
+                            "probs": pred.probs,
+                            "relevance": round(pred.relevance, 4),
+                            "lang": lang,
+                            "model": stance.model_id,
+                        },
+                        ensure_ascii=False,
+                    )
+                    + "\n"
+                )
     err.print(f"classified {len(rows)} passages with {stance.model_id} into {output}")
 
 
 @app.command()
 def extract(
     paths: Annotated[list[Path], typer.Argument(help="Saved HTML files")],
-    url: Annotated[str | None, typer.Option(help="The page's URL (for links and canonical)")] = None,
+    url: Annotated[
+        str | None, typer.Option(help="The page's URL (for links and canonical)")
+    ] = None,
 ) -> None:
     """Extract title, text, date and language from saved HTML files. No network access."""
     from crawlers.extract import extract_article
@@ -204,11 +242,22 @@ def extract(
         except OSError as exc:
             fail(f"{path}: {exc.strerror}", 2)
         page = extract_article(body, url or path.resolve().as_uri())
-        print(json.dumps({"path": str(path), "title": page.title, "text": page.text,
-                          "published": page.published.isoformat() if page.published else None,
-                          "lang": page.lang, "status": page.status, "reason": page.reason,
-                          "canonical_url": page.canonical_url, "extractor": page.extractor},
-                         ensure_ascii=False))
+        print(
+            json.dumps(
+                {
+                    "path": str(path),
+                    "title": page.title,
+                    "text": page.text,
+                    "published": page.published.isoformat() if page.published else None,
+                    "lang": page.lang,
+                    "status": page.status,
+                    "reason": page.reason,
+                    "canonical_url": page.canonical_url,
+                    "extractor": page.extractor,
+                },
+                ensure_ascii=False,
+            )
+        )
 
 
 @app.command("sql")
@@ -288,21 +337,36 @@ def train(
     report = evaluate(model, dev_path)
     config_path = target / "config.json"
     config = json.loads(config_path.read_text())
-    config["card"]["dev"] = {k: report[k] for k in ("n", "macro_f1", "accuracy", "ece", "brier",
-                                                    "confusion", "soft_confusion", "per_language",
-                                                    "relevance_accuracy")}
+    config["card"]["dev"] = {
+        k: report[k]
+        for k in (
+            "n",
+            "macro_f1",
+            "accuracy",
+            "ece",
+            "brier",
+            "confusion",
+            "soft_confusion",
+            "per_language",
+            "relevance_accuracy",
+        )
+    }
     config["card"]["dev_data_sha256"] = file_sha256(dev_path)
     config_path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
-    console.print(f"model {model.model_id}: dev macro-F1 {report['macro_f1']:.3f} "
-                  f"(en {report['per_language'].get('en', {}).get('macro_f1', 0):.3f}, "
-                  f"ru {report['per_language'].get('ru', {}).get('macro_f1', 0):.3f}, "
-                  f"kk {report['per_language'].get('kk', {}).get('macro_f1', 0):.3f}, "
-                  f"fr {report['per_language'].get('fr', {}).get('macro_f1', 0):.3f})")
+    console.print(
+        f"model {model.model_id}: dev macro-F1 {report['macro_f1']:.3f} "
+        f"(en {report['per_language'].get('en', {}).get('macro_f1', 0):.3f}, "
+        f"ru {report['per_language'].get('ru', {}).get('macro_f1', 0):.3f}, "
+        f"kk {report['per_language'].get('kk', {}).get('macro_f1', 0):.3f}, "
+        f"fr {report['per_language'].get('fr', {}).get('macro_f1', 0):.3f})"
+    )
 
 
 @app.command()
 def evaluate(
-    data: Annotated[Path | None, typer.Option(help="Labelled JSON lines [default: dev split]")] = None,
+    data: Annotated[
+        Path | None, typer.Option(help="Labelled JSON lines [default: dev split]")
+    ] = None,
     model: Annotated[Path | None, typer.Option(help="Stance model directory")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
 ) -> None:
@@ -316,9 +380,11 @@ def evaluate(
         print(json.dumps(report, indent=2))
         return
     console.print(f"model {report['model_id']} on {report['data']} (n={report['n']})")
-    console.print(f"macro-F1 {report['macro_f1']:.3f}  accuracy {report['accuracy']:.3f}  "
-                  f"ECE {report['ece']:.3f}  Brier {report['brier']:.3f}  "
-                  f"relevance accuracy {report['relevance_accuracy']:.3f}")
+    console.print(
+        f"macro-F1 {report['macro_f1']:.3f}  accuracy {report['accuracy']:.3f}  "
+        f"ECE {report['ece']:.3f}  Brier {report['brier']:.3f}  "
+        f"relevance accuracy {report['relevance_accuracy']:.3f}"
+    )
     table = Table(title="Per language")
     for col in ("language", "n", "macro-F1", "accuracy"):
         table.add_column(col)
@@ -336,7 +402,9 @@ def evaluate(
 
 @model_app.command("prepare")
 def model_prepare(
-    out: Annotated[Path | None, typer.Option(help="Output dir [default: ~/.cache/cstowatch/...]")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Output dir [default: ~/.cache/cstowatch/...]")
+    ] = None,
     force: bool = False,
 ) -> None:
     """Rebuild multilingual-e5-small from the pip-shipped files as a Hugging Face model."""
@@ -372,10 +440,12 @@ def sources_validate(path: Annotated[Path, typer.Argument()] = Path("sources.yam
         found = load_sources(path)
     except SourcesError as exc:
         fail(str(exc), 2)
-    console.print(f"{path}: {len(found)} sources, "
-                  f"{sum(len(s.feeds) for s in found)} feeds, "
-                  f"{sum(len(s.sitemaps) for s in found)} sitemaps, "
-                  f"{sum(len(s.start_urls) for s in found)} start URLs")
+    console.print(
+        f"{path}: {len(found)} sources, "
+        f"{sum(len(s.feeds) for s in found)} feeds, "
+        f"{sum(len(s.sitemaps) for s in found)} sitemaps, "
+        f"{sum(len(s.start_urls) for s in found)} start URLs"
+    )
 
 
 @app.command()
@@ -389,16 +459,216 @@ def runs(db: DbOption = None, limit: int = 20) -> None:
             "select run_id, min(started_at), max(finished_at), any_value(flow_run_id), "
             "string_agg(source_id || ':' || status, ' ' order by source_id), "
             "sum(articles_added), sum(failed) from crawl_runs group by run_id "
-            "order by min(started_at) desc limit ?", [limit]).fetchall()
+            "order by min(started_at) desc limit ?",
+            [limit],
+        ).fetchall()
     finally:
         con.close()
     table = Table(title="Recent runs")
     for col in ("run", "started", "finished", "flow run", "sources", "added", "failed"):
         table.add_column(col, overflow="fold")
     for r in rows:
-        table.add_row(r[0], str(r[1])[:19], str(r[2])[:19], str(r[3] or "")[:8], r[4],
-                      str(r[5]), str(r[6]))
+        table.add_row(
+            r[0], str(r[1])[:19], str(r[2])[:19], str(r[3] or "")[:8], r[4], str(r[5]), str(r[6])
+        )
     console.print(table)
+
+
+@app.command()
+def reclassify(
+    model: Annotated[Path | None, typer.Option(help="Stance model directory")] = None,
+    db: DbOption = None,
+) -> None:
+    """Re-score stored articles with another model; earlier models' rows are kept."""
+    from flows.monitor import reclassify as reclassify_flow
+
+    result = _run_flow(reclassify_flow, model=str(model) if model else None, db=str(_db(db)))
+    console.print(
+        f"{result['classified']} articles scored with {result['model_id']} "
+        f"({result['relevant']} relevant)"
+    )
+
+
+@app.command()
+def backfill(
+    since: Annotated[datetime, typer.Option(formats=["%Y-%m-%d"], help="First day")],
+    until: Annotated[datetime, typer.Option(formats=["%Y-%m-%d"], help="Last day")],
+    sources: Annotated[Path, typer.Option("--sources")] = Path("sources.yaml"),
+    only: Annotated[list[str] | None, typer.Option(help="Source ids (repeatable)")] = None,
+    db: DbOption = None,
+) -> None:
+    """Re-crawl the sitemaps of a past period (feeds only list recent items)."""
+    from flows.monitor import backfill as backfill_flow
+
+    result = _run_flow(
+        backfill_flow,
+        since=since.date(),
+        until=until.date(),
+        sources=str(sources),
+        only=only,
+        db=str(_db(db)),
+    )
+    print_run_summary(result)
+
+
+@app.command()
+def digest(db: DbOption = None, as_of: AsOf = None) -> None:
+    """Send the daily digest email (or write it to the outbox)."""
+    from flows.monitor import digest as digest_flow
+
+    result = _run_flow(digest_flow, db=str(_db(db)), as_of=as_of.date() if as_of else None)
+    console.print(f"digest of {result['groups']} groups: {result['path'] or 'sent by SMTP'}")
+
+
+@app.command()
+def serve(
+    sources: Annotated[Path, typer.Option("--sources")] = Path("sources.yaml"),
+    cron: Annotated[str, typer.Option(help="Monitor schedule")] = "5 * * * *",
+    digest_cron: Annotated[str, typer.Option(help="Digest schedule")] = "0 7 * * *",
+    timezone: Annotated[str, typer.Option(help="Time zone of the schedules")] = "Asia/Almaty",
+) -> None:
+    """Scheduled mode in one process (Prefect serve): no server or worker to run."""
+    from prefect import serve as prefect_serve
+    from prefect.schedules import Cron
+
+    from flows.monitor import digest as digest_flow
+    from flows.monitor import monitor
+
+    console.print(
+        f"serving monitor-hourly ({cron}) and digest-daily ({digest_cron}) in "
+        f"{timezone}; Ctrl-C stops"
+    )
+    deployments = [
+        monitor.to_deployment(
+            name="monitor-hourly",
+            parameters={"sources": str(sources)},
+            schedule=Cron(cron, timezone=timezone),
+        ),
+        digest_flow.to_deployment(
+            name="digest-daily", schedule=Cron(digest_cron, timezone=timezone)
+        ),
+    ]
+    prefect_serve(*deployments)  # type: ignore[arg-type]
+
+
+@app.command()
+def report(
+    db: DbOption = None,
+    since: Annotated[
+        datetime | None,
+        typer.Option(formats=["%Y-%m-%d"], help="First day [default: 12 weeks before --until]"),
+    ] = None,
+    until: Annotated[
+        datetime | None,
+        typer.Option(formats=["%Y-%m-%d"], help="Last day [default: the latest article day]"),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="HTML file [default: $CSTOWATCH_REPORT or data/report.html]")
+    ] = None,
+) -> None:
+    """Write the self-contained HTML report (charts, alerts, searchable article table)."""
+    from flows.report import write_report
+    from flows.settings import get_settings
+    from warehouse.db import DatabaseLocked
+
+    try:
+        path = write_report(
+            _db(db),
+            out=out or get_settings().report,
+            since=since.date() if since else None,
+            until=until.date() if until else None,
+        )
+    except (FileNotFoundError, DatabaseLocked) as exc:
+        fail(str(exc), 3)
+    except ValueError as exc:
+        fail(str(exc), 2)
+    console.print(f"Report written to {path}")
+
+
+@app.command()
+def search(
+    query: Annotated[str, typer.Argument(help="Words to find (any of the four languages)")],
+    db: DbOption = None,
+    limit: Annotated[int, typer.Option(help="Results")] = 20,
+    lang: Annotated[str | None, typer.Option(help="Only this language (en, ru, kk, fr)")] = None,
+) -> None:
+    """Full-text search over titles and texts, ranked by BM25."""
+    from warehouse.db import connect
+    from warehouse.search import search as run_search
+
+    con = connect(_db(db), read_only=True)
+    try:
+        hits = run_search(con, query, limit=limit, lang=lang)
+    finally:
+        con.close()
+    table = Table(title=f"{len(hits)} result(s) for {query!r}")
+    for col in ("score", "date", "outlet", "lang", "title", "url"):
+        table.add_column(col, overflow="fold")
+    for h in hits:
+        table.add_row(
+            f"{h['score']:.3f}",
+            str(h.get("published_at") or "")[:10],
+            h["source_id"],
+            h.get("lang") or "",
+            h.get("title") or "",
+            h["url"],
+        )
+    console.print(table)
+
+
+@app.command()
+def export(
+    parquet: Annotated[Path, typer.Option("--parquet", help="Directory to write")],
+    db: DbOption = None,
+) -> None:
+    """Export the analyst tables and views as partitioned Parquet."""
+    from warehouse.db import connect
+    from warehouse.export import export_parquet
+
+    con = connect(_db(db), read_only=True)
+    try:
+        counts = export_parquet(con, parquet)
+    finally:
+        con.close()
+    for name, n in counts.items():
+        console.print(f"{name}: {n} rows")
+    console.print(f"written to {parquet}")
+
+
+@sources_app.command("check")
+def sources_check(
+    path: Annotated[Path, typer.Argument()] = Path("sources.yaml"),
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Fetch every feed, sitemap and start URL once and say which work (needs the internet)."""
+    from crawlers.check import check_sources, summarise
+    from crawlers.sources import SourcesError, load_sources
+    from flows.settings import get_settings
+
+    try:
+        found = load_sources(path)
+    except SourcesError as exc:
+        fail(str(exc), 2)
+    results = check_sources(found, get_settings().user_agent)
+    if as_json:
+        print(json.dumps([r.__dict__ for r in results], indent=2))
+        return
+    table = Table(title=f"{path}: {len(results)} URLs")
+    for col in ("source", "kind", "verdict", "status", "url", "detail"):
+        table.add_column(col, overflow="fold")
+    colours = {"reachable": "green", "redirected": "yellow"}
+    for r in results:
+        colour = colours.get(r.verdict, "red")
+        table.add_row(
+            r.source_id,
+            r.kind,
+            f"[{colour}]{r.verdict}[/]",
+            str(r.status or ""),
+            r.final_url or r.url,
+            r.detail,
+        )
+    console.print(table)
+    console.print(", ".join(f"{k}: {v}" for k, v in summarise(results).items()))
 
 
 def main() -> None:  # pragma: no cover

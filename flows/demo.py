@@ -22,8 +22,9 @@ def demo_sources(base: str, target: Path) -> Path:
     return target
 
 
-def run_demo(db: Path, as_of: date, outbox: Path | None = None,
-             console: Console | None = None) -> dict[str, Any]:
+def run_demo(
+    db: Path, as_of: date, outbox: Path | None = None, console: Console | None = None
+) -> dict[str, Any]:
     from flows.settings import get_settings
 
     if outbox is not None:

@@ -12,7 +12,7 @@ import ssl
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
@@ -20,8 +20,13 @@ from flows.charts import STANCE_COLOURS, STANCE_NAMES
 from flows.settings import Settings
 from flows.shifts import LABELS
 
-GROUP_NOUNS = {"outlet": "", "country": "outlets in ", "language": "coverage in ",
-               "affiliation": "", "all": ""}
+GROUP_NOUNS = {
+    "outlet": "",
+    "country": "outlets in ",
+    "language": "coverage in ",
+    "affiliation": "",
+    "all": "",
+}
 
 
 class DeliveryError(RuntimeError):
@@ -39,13 +44,17 @@ def _env() -> Environment:
 
 def headline(alert: dict[str, Any]) -> str:
     if alert["kind"] == "coverage":
-        return (f"Coverage collapse: {alert['group_label']}, volume "
-                f"-{alert['effect_pp']:.0f}% ({alert['window_days']} d vs "
-                f"{alert['baseline_days']} d)")
+        return (
+            f"Coverage collapse: {alert['group_label']}, volume "
+            f"-{alert['effect_pp']:.0f}% ({alert['window_days']} d vs "
+            f"{alert['baseline_days']} d)"
+        )
     sign = "+" if alert["effect_pp"] >= 0 else ""
-    return (f"Stance shift: {alert['group_label']}, {STANCE_NAMES[alert['direction']]} "
-            f"{sign}{alert['effect_pp']:.0f} pp ({alert['window_days']} d vs "
-            f"{alert['baseline_days']} d)")
+    return (
+        f"Stance shift: {alert['group_label']}, {STANCE_NAMES[alert['direction']]} "
+        f"{sign}{alert['effect_pp']:.0f} pp ({alert['window_days']} d vs "
+        f"{alert['baseline_days']} d)"
+    )
 
 
 def subject_for(alerts: list[dict[str, Any]]) -> str:
@@ -61,7 +70,10 @@ def message_id_for(alert_ids: list[str]) -> str:
 
 
 def compose(
-    alerts: list[dict[str, Any]], charts: dict[str, bytes], sender: str, recipients: list[str],
+    alerts: list[dict[str, Any]],
+    charts: dict[str, bytes],
+    sender: str,
+    recipients: list[str],
     corrected: bool = False,
 ) -> EmailMessage:
     """A multipart email (text + HTML with inline PNG charts) for a batch of alerts.
@@ -72,10 +84,17 @@ def compose(
     views = []
     for alert in alerts:
         view = dict(alert, headline=headline(alert))
-        view["chart_cid"] = make_msgid(domain="cstowatch.local")[1:-1] if alert["alert_id"] in charts else None
+        view["chart_cid"] = (
+            make_msgid(domain="cstowatch.local")[1:-1] if alert["alert_id"] in charts else None
+        )
         views.append(view)
-    context = {"alerts": views, "labels": LABELS, "names": STANCE_NAMES,
-               "colours": STANCE_COLOURS, "corrected": corrected}
+    context = {
+        "alerts": views,
+        "labels": LABELS,
+        "names": STANCE_NAMES,
+        "colours": STANCE_COLOURS,
+        "corrected": corrected,
+    }
     subject = subject_for(views)
     msg = EmailMessage()
     msg["Subject"] = subject
@@ -85,14 +104,19 @@ def compose(
     msg["Message-ID"] = message_id_for([a["alert_id"] for a in alerts])
     msg["X-Cstowatch-Alerts"] = ",".join(a["alert_id"] for a in alerts)
     msg.set_content(env.get_template("alert.txt.jinja").render(**context))
-    msg.add_alternative(env.get_template("alert.html.jinja").render(subject=subject, **context),
-                        subtype="html")
-    html_part = msg.get_payload()[1]
+    msg.add_alternative(
+        env.get_template("alert.html.jinja").render(subject=subject, **context), subtype="html"
+    )
+    html_part = cast(EmailMessage, msg.get_payload()[1])  # type: ignore[index]
     for view in views:
         if view["chart_cid"]:
-            html_part.add_related(charts[view["alert_id"]], maintype="image", subtype="png",
-                                  cid=f"<{view['chart_cid']}>",
-                                  filename=f"stance-{view['alert_id'][:8]}.png")
+            html_part.add_related(
+                charts[view["alert_id"]],
+                maintype="image",
+                subtype="png",
+                cid=f"<{view['chart_cid']}>",
+                filename=f"stance-{view['alert_id'][:8]}.png",
+            )
     return msg
 
 
@@ -113,7 +137,9 @@ def send_smtp(msg: EmailMessage, settings: Settings) -> None:
     try:
         if settings.smtp_ssl:
             server: smtplib.SMTP = smtplib.SMTP_SSL(
-                host, settings.smtp_port, timeout=settings.smtp_timeout,
+                host,
+                settings.smtp_port,
+                timeout=settings.smtp_timeout,
                 context=ssl.create_default_context(),
             )
         else:
@@ -126,4 +152,47 @@ def send_smtp(msg: EmailMessage, settings: Settings) -> None:
             server.send_message(msg)
     except (OSError, smtplib.SMTPException) as exc:
         # str(exc) of smtplib errors never contains the password; keep only class and text
-        raise DeliveryError(f"SMTP {host}:{settings.smtp_port}: {exc.__class__.__name__}: {exc}") from exc
+        raise DeliveryError(
+            f"SMTP {host}:{settings.smtp_port}: {exc.__class__.__name__}: {exc}"
+        ) from exc
+
+
+def compose_digest(
+    groups: list[dict[str, Any]],
+    as_of: Any,
+    window_days: int,
+    baseline_days: int,
+    sender: str,
+    recipients: list[str],
+) -> EmailMessage:
+    """The optional daily digest: every group's stance mix, sent whether or not anything moved."""
+    env = _env()
+    total = sum(g["n_window"] for g in groups if g["group_type"] == "all")
+    subject = f"[cstowatch] Daily digest {as_of}: {total} relevant articles in {window_days} d"
+    context = {
+        "groups": groups,
+        "labels": LABELS,
+        "names": STANCE_NAMES,
+        "colours": STANCE_COLOURS,
+        "as_of": as_of,
+        "window_days": window_days,
+        "baseline_days": baseline_days,
+        "subject": subject,
+    }
+    msg = EmailMessage()
+    msg["Subject"] = subject
+    msg["From"] = sender
+    msg["To"] = ", ".join(recipients)
+    msg["Date"] = formatdate(localtime=False, usegmt=True)
+    msg["Message-ID"] = f"<cstowatch-digest-{as_of}@cstowatch.local>"
+    msg.set_content(env.get_template("digest.txt.jinja").render(**context))
+    msg.add_alternative(env.get_template("digest.html.jinja").render(**context), subtype="html")
+    return msg
+
+
+def deliver(msg: EmailMessage, settings: Settings) -> str | None:
+    """Send through SMTP when a host is configured, else write to the outbox. Returns the path."""
+    if settings.smtp_host:
+        send_smtp(msg, settings)
+        return None
+    return str(write_outbox(msg, settings.outbox))

@@ -69,8 +69,9 @@ class Windows:
     def ending(cls, as_of: date, cfg: ShiftConfig) -> Windows:
         window_start = as_of - timedelta(days=cfg.window_days - 1)
         baseline_end = window_start - timedelta(days=1)
-        return cls(window_start, as_of, baseline_end - timedelta(days=cfg.baseline_days - 1),
-                   baseline_end)
+        return cls(
+            window_start, as_of, baseline_end - timedelta(days=cfg.baseline_days - 1), baseline_end
+        )
 
 
 @dataclass
@@ -98,8 +99,13 @@ class GroupTest:
 
 
 def group_keys(row: ArticleRow) -> list[tuple[str, str]]:
-    return [("outlet", row.source_id), ("country", row.country), ("language", row.lang),
-            ("affiliation", row.affiliation), ("all", "all")]
+    return [
+        ("outlet", row.source_id),
+        ("country", row.country),
+        ("language", row.lang),
+        ("affiliation", row.affiliation),
+        ("all", "all"),
+    ]
 
 
 def correct_for_confusion(mass: np.ndarray, confusion: np.ndarray | None) -> np.ndarray:
@@ -125,7 +131,9 @@ def g_statistic(table: np.ndarray) -> float:
     return float(2.0 * (observed * np.log(observed / expected[table > 0])).sum())
 
 
-def g_test(table: np.ndarray, mc_samples: int, rng: np.random.Generator) -> tuple[float, float, str]:
+def g_test(
+    table: np.ndarray, mc_samples: int, rng: np.random.Generator
+) -> tuple[float, float, str]:
     """G-test of homogeneity on a 2xK table; Monte Carlo p-value when an expected cell < 5."""
     table = np.asarray(table, dtype=float)
     keep = table.sum(axis=0) > 0
@@ -208,12 +216,16 @@ def evaluate_groups(rows: list[ArticleRow], as_of: date, cfg: ShiftConfig) -> li
         results.append(test)
         per_day_window = test.n_window / cfg.window_days
         per_day_baseline = test.n_baseline / cfg.baseline_days
-        if (test.n_baseline >= cfg.min_articles
-                and per_day_window < cfg.coverage_ratio * per_day_baseline):
+        if (
+            test.n_baseline >= cfg.min_articles
+            and per_day_window < cfg.coverage_ratio * per_day_baseline
+        ):
             test.kind, test.direction = "coverage", "volume_drop"
             test.effect = 1.0 - per_day_window / per_day_baseline
-            test.reason = (f"{per_day_window:.1f} articles/day in the window vs "
-                           f"{per_day_baseline:.1f} in the baseline")
+            test.reason = (
+                f"{per_day_window:.1f} articles/day in the window vs "
+                f"{per_day_baseline:.1f} in the baseline"
+            )
             continue
         if test.n_window < cfg.min_articles or test.n_baseline < cfg.min_articles:
             test.kind = "skipped"
@@ -227,11 +239,17 @@ def evaluate_groups(rows: list[ArticleRow], as_of: date, cfg: ShiftConfig) -> li
         k = int(np.argmax(diffs))
         test.direction, test.effect = LABELS[k], float(diffs[k])
         test.shares_after = {lab: round(float(v), 4) for lab, v in zip(LABELS, after, strict=True)}
-        test.shares_before = {lab: round(float(v), 4) for lab, v in zip(LABELS, before, strict=True)}
-        test.ci_after = {lab: share_interval(float(window[i]), float(window.sum()))
-                         for i, lab in enumerate(LABELS)}
-        test.ci_before = {lab: share_interval(float(baseline[i]), float(baseline.sum()))
-                          for i, lab in enumerate(LABELS)}
+        test.shares_before = {
+            lab: round(float(v), 4) for lab, v in zip(LABELS, before, strict=True)
+        }
+        test.ci_after = {
+            lab: share_interval(float(window[i]), float(window.sum()))
+            for i, lab in enumerate(LABELS)
+        }
+        test.ci_before = {
+            lab: share_interval(float(baseline[i]), float(baseline.sum()))
+            for i, lab in enumerate(LABELS)
+        }
     tested = [t for t in results if t.kind == "stance" and t.p_value is not None]
     for test, q in zip(tested, benjamini_hochberg([t.p_value for t in tested]), strict=True):  # type: ignore[misc]
         test.q_value = q
@@ -251,9 +269,32 @@ def detect(rows: list[ArticleRow], as_of: date, cfg: ShiftConfig) -> list[GroupT
     for back in range(1, cfg.consecutive_days):
         earlier = {
             (t.group_type, t.group_value, t.direction)
-            for t in evaluate_groups(rows, as_of - timedelta(days=back), cfg) if t.alert
+            for t in evaluate_groups(rows, as_of - timedelta(days=back), cfg)
+            if t.alert
         }
         for test in today:
             if test.alert and (test.group_type, test.group_value, test.direction) not in earlier:
                 test.alert, test.reason = False, f"not yet significant {back} day(s) earlier"
     return today
+
+
+def digest_rows(rows: list[ArticleRow], as_of: date, cfg: ShiftConfig) -> list[dict]:
+    """The stance mix of every group, window vs baseline, alert or not (for the daily digest)."""
+    windows = Windows.ending(as_of, cfg)
+    out = []
+    for (gtype, gvalue), (mw, mb, nw, nb) in sorted(collect_groups(rows, windows).items()):
+        out.append(
+            {
+                "group_type": gtype,
+                "group_value": gvalue,
+                "n_window": int(nw[0]),
+                "n_baseline": int(nb[0]),
+                "shares_after": {
+                    lab: float(v) for lab, v in zip(LABELS, mw / max(mw.sum(), 1e-9), strict=True)
+                },
+                "shares_before": {
+                    lab: float(v) for lab, v in zip(LABELS, mb / max(mb.sum(), 1e-9), strict=True)
+                },
+            }
+        )
+    return out

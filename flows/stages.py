@@ -10,7 +10,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +19,14 @@ from crawlers.sources import Source
 from flows.alerting import DeliveryReport, deliver_pending, detect_and_store
 from flows.settings import Settings
 from flows.shifts import GroupTest, ShiftConfig
-from warehouse.db import connect
+from warehouse.db import connect, sql
 from warehouse.load import load_batch, read_batch, record_run, upsert_sources
-from warehouse.predictions import register_model, store_scores, unclassified
+from warehouse.predictions import refresh_daily, register_model, store_scores, unclassified
 
 log = logging.getLogger("cstowatch")
 CLASSIFY_CHUNK = 32
+# A consent wall or paywall may lift and a soft 404 may come back: look again after a week.
+NON_ARTICLE_RECHECK = timedelta(days=7)
 
 
 def open_db(db: Path, settings: Settings):  # type: ignore[no-untyped-def]
@@ -39,9 +41,11 @@ def prepare_run(db: Path, sources: list[Source], settings: Settings) -> dict[str
     con = open_db(db, settings)
     try:
         upsert_sources(con, [s.model_dump() for s in sources])
+        refresh_daily(con)  # outlet names, countries or affiliations may have changed
+        recheck_after = datetime.now(UTC) - NON_ARTICLE_RECHECK
         known = {
-            url for row in con.execute(
-                "select url, canonical_url from articles").fetchall() for url in row if url
+            row[0]
+            for row in con.execute(sql("known_urls"), {"recheck_after": recheck_after}).fetchall()
         }
         cursor = con.execute("select * from feeds")
         columns = [d[0] for d in cursor.description]
@@ -52,8 +56,13 @@ def prepare_run(db: Path, sources: list[Source], settings: Settings) -> dict[str
 
 
 def collect_one(
-    source: Source, batch_dir: Path, state: dict[str, Any], settings: Settings,
-    force_feeds: bool = False, since: str | None = None, until: str | None = None,
+    source: Source,
+    batch_dir: Path,
+    state: dict[str, Any],
+    settings: Settings,
+    force_feeds: bool = False,
+    since: str | None = None,
+    until: str | None = None,
     start_delay: float = 0.5,
 ) -> dict[str, Any]:
     """Collect one source into ``batch_dir/<source>.jsonl``; never raises for a bad source."""
@@ -62,8 +71,14 @@ def collect_one(
     feed_states = {url: state["feeds"][url] for url in source.feeds if url in state["feeds"]}
     try:
         counts = collect_source(
-            source, out, feed_states=feed_states, known=state["known"],
-            user_agent=settings.user_agent, force_feeds=force_feeds, since=since, until=until,
+            source,
+            out,
+            feed_states=feed_states,
+            known=state["known"],
+            user_agent=settings.user_agent,
+            force_feeds=force_feeds,
+            since=since,
+            until=until,
             start_delay=start_delay,
         )
         status = "partial" if counts["errors"] else "ok"
@@ -71,36 +86,61 @@ def collect_one(
         log.error("source %s failed: %s", source.id, exc)
         counts = {"errors": [f"{exc.__class__.__name__}: {exc}"]}
         status = "failed"
-    return {"source_id": source.id, "batch": str(out), "started_at": started.isoformat(),
-            "status": status, **counts}
+    return {
+        "source_id": source.id,
+        "batch": str(out),
+        "started_at": started.isoformat(),
+        "status": status,
+        **counts,
+    }
 
 
-def load_one(db: Path, run_id: str, flow_run_id: str | None, result: dict[str, Any],
-             settings: Settings) -> dict[str, Any]:
+def load_one(
+    db: Path, run_id: str, flow_run_id: str | None, result: dict[str, Any], settings: Settings
+) -> dict[str, Any]:
     """Load one source's batch and write its crawl_runs row, all in the warehouse."""
     path = Path(result["batch"])
     rows = read_batch(path) if path.exists() else []
-    stats = next((r["stats"] for r in rows if r.get("kind") == "stats"), {})
+    stats: dict[str, Any] = next((r["stats"] for r in rows if r.get("kind") == "stats"), {})
     con = open_db(db, settings)
     try:
         report = load_batch(con, rows, run_id)
         errors = list(result.get("errors", [])) + report.rejected[:20]
         failures = [r for r in rows if r.get("kind") == "failure"]
-        errors += [f"{r['url']}: {r['error']}" for r in failures[:20]]
+        errors += [
+            f"{r['url']}: "
+            + (f"HTTP {r['http_status']}: " if r.get("http_status") else "")
+            + r["error"]
+            for r in failures[:20]
+        ]
         status = result["status"]
         if status == "ok" and (report.rejected or failures):
             status = "partial"
         row = {
-            "run_id": run_id, "source_id": result["source_id"], "flow_run_id": flow_run_id,
-            "started_at": result["started_at"], "finished_at": datetime.now(UTC).isoformat(),
+            "run_id": run_id,
+            "source_id": result["source_id"],
+            "flow_run_id": flow_run_id,
+            "started_at": result["started_at"],
+            "finished_at": datetime.now(UTC).isoformat(),
             "status": status,
-            **{k: result.get(k, 0) for k in ("feeds_polled", "feeds_not_modified",
-                                             "feeds_unchanged", "feeds_failed", "feeds_not_due")},
-            "pages_fetched": int(stats.get("response_received_count", 0)),
-            "articles_added": report.added, "duplicates": report.duplicates,
+            **{
+                k: result.get(k, 0)
+                for k in (
+                    "feeds_polled",
+                    "feeds_not_modified",
+                    "feeds_unchanged",
+                    "feeds_failed",
+                    "feeds_not_due",
+                )
+            },
+            # article pages only: robots.txt, sitemaps and listings are not counted
+            "pages_fetched": sum(1 for r in rows if r.get("kind") == "article"),
+            "articles_added": report.added,
+            "duplicates": report.duplicates,
             "known_skipped": int(stats.get("cstowatch/known_skipped", 0))
             + int(result.get("known_skipped", 0)),
-            "non_articles": report.non_articles, "rejected": len(report.rejected),
+            "non_articles": report.non_articles,
+            "rejected": len(report.rejected),
             "failed": report.failed + result.get("feeds_failed", 0),
             "offsite_skipped": int(stats.get("cstowatch/offsite_skipped", 0))
             + sum(1 for r in rows if r.get("kind") == "feed_item" and r.get("offsite")),
@@ -127,55 +167,105 @@ def _score_rows(scores: list[Any]) -> list[dict[str, Any]]:
         passages = []
         if s.relevant:
             passages = [dict(p.to_json(), weight=p.passage.weight) for p in s.passages]
-        rows.append({"article_id": s.article_id, "lang": s.lang, "label": s.label,
-                     "probs": s.probs, "relevance": s.relevance, "relevant": s.relevant,
-                     "evidence": s.evidence, "quotes_other_side": s.quotes_other_side,
-                     "passages": passages})
+        rows.append(
+            {
+                "article_id": s.article_id,
+                "lang": s.lang,
+                "label": s.label,
+                "probs": s.probs,
+                "relevance": s.relevance,
+                "relevant": s.relevant,
+                "evidence": s.evidence,
+                "quotes_other_side": s.quotes_other_side,
+                "passages": passages,
+            }
+        )
     return rows
 
 
-def classify_pending(
-    db: Path, settings: Settings, model_dir: str | None = None,
-    progress: Callable[[int, int], None] | None = None,
-) -> dict[str, Any]:
-    """Score every stored article the current model has not scored yet."""
-    from nlp.articles import score_articles  # heavy import: only the classify stage needs torch
-    from nlp.stance import load_model
+def _model(settings: Settings, model_dir: str | None):  # type: ignore[no-untyped-def]
+    from nlp.stance import load_model  # heavy import: only the classify stage needs torch
 
-    model = load_model(model_dir or (str(settings.stance_model_dir) if settings.stance_model_dir
-                                     else None),
-                       str(settings.encoder_dir) if settings.encoder_dir else None)
-    info = model.info()
+    chosen = model_dir or (str(settings.stance_model_dir) if settings.stance_model_dir else None)
+    return load_model(chosen, str(settings.encoder_dir) if settings.encoder_dir else None)
+
+
+def classification_plan(
+    db: Path, settings: Settings, model_dir: str | None = None
+) -> tuple[str, list[list[dict[str, Any]]]]:
+    """Register the model and list what it has not scored yet, in chunks."""
+    model = _model(settings, model_dir)
     head_sha = hashlib.sha256((model.dir / "head.npz").read_bytes()).hexdigest()
     con = open_db(db, settings)
     try:
-        register_model(con, info, head_sha)
+        register_model(con, model.info(), head_sha)
         todo = unclassified(con, model.model_id)
     finally:
         con.close()
+    return model.model_id, [
+        todo[i : i + CLASSIFY_CHUNK] for i in range(0, len(todo), CLASSIFY_CHUNK)
+    ]
+
+
+def score_chunk(
+    articles: list[dict[str, Any]], settings: Settings, model_dir: str | None = None
+) -> list[dict[str, Any]]:
+    """Pure scoring, no database: safe to run on any worker (the model loads once per process)."""
+    from nlp.articles import score_articles
+
+    return _score_rows(score_articles(_model(settings, model_dir), articles))
+
+
+def store_chunk(
+    db: Path, settings: Settings, model_id: str, rows: list[dict[str, Any]]
+) -> list[str]:
+    con = open_db(db, settings)
+    try:
+        return store_scores(con, model_id, rows)
+    finally:
+        con.close()
+
+
+def classify_pending(
+    db: Path,
+    settings: Settings,
+    model_dir: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Score every stored article the current model has not scored yet (in this process)."""
+    model_id, chunks = classification_plan(db, settings, model_dir)
+    total = sum(len(c) for c in chunks)
     done, rejected, relevant = 0, [], 0
-    for start in range(0, len(todo), CLASSIFY_CHUNK):
-        chunk = todo[start : start + CLASSIFY_CHUNK]
-        scores = score_articles(model, chunk)
-        relevant += sum(1 for s in scores if s.relevant)
-        con = open_db(db, settings)
-        try:
-            rejected += store_scores(con, model.model_id, _score_rows(scores))
-        finally:
-            con.close()
+    for chunk in chunks:
+        rows = score_chunk(chunk, settings, model_dir)
+        relevant += sum(1 for r in rows if r["relevant"])
+        rejected += store_chunk(db, settings, model_id, rows)
         done += len(chunk)
         if progress:
-            progress(done, len(todo))
-    return {"model_id": model.model_id, "classified": done, "relevant": relevant,
-            "rejected": rejected}
+            progress(done, total)
+    return {"model_id": model_id, "classified": done, "relevant": relevant, "rejected": rejected}
+
+
+def index_search(db: Path, settings: Settings) -> dict[str, int]:
+    """Rebuild the full-text indexes (after classification, which sets articles.lang)."""
+    from warehouse.search import rebuild_search_index
+
+    con = open_db(db, settings)
+    try:
+        return rebuild_search_index(con)
+    finally:
+        con.close()
 
 
 def shift_config(settings: Settings, confusion: list[list[float]] | None = None) -> ShiftConfig:
     return ShiftConfig(
-        window_days=settings.window_days, baseline_days=settings.baseline_days,
-        min_articles=settings.min_articles, min_effect=settings.min_effect_pp / 100.0,
+        window_days=settings.window_days,
+        baseline_days=settings.baseline_days,
+        min_articles=settings.min_articles,
+        min_effect=settings.min_effect_pp / 100.0,
         fdr=settings.fdr,
-        confusion=tuple(tuple(r) for r in confusion) if confusion and settings.correct_confusion
+        confusion=tuple(tuple(r) for r in confusion)
+        if confusion and settings.correct_confusion
         else None,
     )
 
@@ -195,8 +285,9 @@ def model_confusion(db: Path, settings: Settings, model_id: str | None) -> list[
     return card.get("dev", {}).get("soft_confusion")
 
 
-def detect_alerts(db: Path, as_of: date, settings: Settings, model_id: str | None
-                  ) -> tuple[list[GroupTest], list[str]]:
+def detect_alerts(
+    db: Path, as_of: date, settings: Settings, model_id: str | None
+) -> tuple[list[GroupTest], list[str]]:
     cfg = shift_config(settings, model_confusion(db, settings, model_id))
     con = open_db(db, settings)
     try:
@@ -212,3 +303,27 @@ def deliver(db: Path, settings: Settings, model_id: str | None = None) -> Delive
         return deliver_pending(con, settings, cfg)
     finally:
         con.close()
+
+
+def digest(db: Path, as_of: date, settings: Settings) -> dict[str, Any]:
+    """Compose and send the daily digest of every group's stance mix."""
+    from flows import notify
+    from flows.alerting import group_label, load_rows
+    from flows.shifts import Windows, digest_rows
+
+    cfg = shift_config(settings)
+    windows = Windows.ending(as_of, cfg)
+    con = open_db(db, settings)
+    try:
+        groups = digest_rows(load_rows(con, windows.baseline_start, as_of), as_of, cfg)
+        for g in groups:
+            g["label"] = group_label(con, g["group_type"], g["group_value"])
+    finally:
+        con.close()
+    order = {"all": 0, "country": 1, "language": 2, "affiliation": 3, "outlet": 4}
+    groups.sort(key=lambda g: (order[g["group_type"]], g["label"]))
+    msg = notify.compose_digest(
+        groups, as_of, cfg.window_days, cfg.baseline_days, settings.alert_from, settings.alert_to
+    )
+    path = notify.deliver(msg, settings)
+    return {"groups": len(groups), "message_id": msg["Message-ID"], "path": path}

@@ -43,8 +43,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - stdlib name
         target = self._resolve()
         if target is None:
-            return self._send(404, b"<html><body><h1>404 Not Found</h1></body></html>",
-                              "text/html; charset=utf-8")
+            return self._send(
+                404, b"<html><body><h1>404 Not Found</h1></body></html>", "text/html; charset=utf-8"
+            )
         meta_path = target.with_name(target.name + ".meta.json")
         meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
         if meta.get("delay"):
