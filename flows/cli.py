@@ -52,33 +52,40 @@ def fail(message: str, code: int = 1) -> None:
 
 
 def print_run_summary(result: dict[str, Any]) -> None:
-    table = Table(title=f"Run {result.get('run_id', '')}: sources", show_lines=False)
-    for col in (
-        "source",
-        "status",
-        "feeds",
-        "fetched",
-        "added",
-        "known skipped",
-        "non-articles",
-        "failed",
-        "errors",
-    ):
-        table.add_column(col, overflow="fold")
+    table = Table(title=f"Run {result.get('run_id', '')}: collection per source")
+    # feeds polled / of which unchanged (304 or same bytes); pages fetched; articles added;
+    # known URLs skipped; non-articles (soft 404, consent wall ...); failures
+    columns = {
+        "source": "source_id",
+        "status": "status",
+        "feeds": "feeds_polled",
+        "same": None,
+        "fetch": "pages_fetched",
+        "add": "articles_added",
+        "known": "known_skipped",
+        "other": "non_articles",
+        "fail": "failed",
+    }
+    for col in columns:
+        if col == "status":
+            table.add_column(col, no_wrap=True)
+        elif col == "source":
+            table.add_column(col)
+        else:
+            table.add_column(col, justify="right", min_width=len(col))
+    errors = []
     for r in result.get("sources", []):
+        unchanged = r.get("feeds_not_modified", 0) + r.get("feeds_unchanged", 0)
         table.add_row(
-            r["source_id"],
-            r["status"],
-            f"{r.get('feeds_polled', 0)} polled, "
-            f"{r.get('feeds_not_modified', 0) + r.get('feeds_unchanged', 0)} unchanged",
-            str(r.get("pages_fetched", 0)),
-            str(r.get("articles_added", 0)),
-            str(r.get("known_skipped", 0)),
-            str(r.get("non_articles", 0)),
-            str(r.get("failed", 0)),
-            (r.get("errors") or "").split("\n")[0][:80],
+            *[
+                str(unchanged) if key is None else str(r.get(key, 0) or 0)
+                for key in columns.values()
+            ]
         )
+        errors += [f"{r['source_id']}: {e}" for e in (r.get("errors") or "").splitlines()[:3]]
     console.print(table)
+    for line in errors[:15]:
+        console.print(f"[yellow]{line}[/]")
 
 
 def print_stance_summary(db: Path, as_of: date | None = None) -> None:
@@ -371,11 +378,11 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
 ) -> None:
     """Macro-F1 overall and per language, confusion matrix, ECE and Brier."""
-    from nlp.stance import StanceModel
+    from nlp.stance import load_model
     from nlp.train import DEV_PATH
     from nlp.train import evaluate as evaluate_model
 
-    report = evaluate_model(StanceModel(model), data or DEV_PATH)
+    report = evaluate_model(load_model(str(model) if model else None), data or DEV_PATH)
     if as_json:
         print(json.dumps(report, indent=2))
         return
@@ -420,9 +427,9 @@ def model_info(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Describe the stance model in use."""
-    from nlp.stance import StanceModel
+    from nlp.stance import load_model
 
-    info = StanceModel(model).info()
+    info = load_model(str(model) if model else None).info()
     if as_json:
         print(json.dumps(info, indent=2, ensure_ascii=False))
     else:

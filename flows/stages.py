@@ -195,7 +195,10 @@ def classification_plan(
 ) -> tuple[str, list[list[dict[str, Any]]]]:
     """Register the model and list what it has not scored yet, in chunks."""
     model = _model(settings, model_dir)
-    head_sha = hashlib.sha256((model.dir / "head.npz").read_bytes()).hexdigest()
+    head = model.dir / "head.npz"
+    head_sha = (
+        getattr(model, "weights_sha256", None) or hashlib.sha256(head.read_bytes()).hexdigest()
+    )
     con = open_db(db, settings)
     try:
         register_model(con, model.info(), head_sha)

@@ -21,8 +21,11 @@ from nlp.passages import Passage, split_passages
 from nlp.stance import Prediction, StanceModel
 
 EVIDENCE_PASSAGES = 3
-_QUOTE = re.compile(r"[«»“”\"„]|\b(said|says|told|according to|заявил|сказал|по словам|деді|"
-                    r"мәлімдеді|a déclaré|selon)\b", re.IGNORECASE)
+_QUOTE = re.compile(
+    r"[«»“”\"„]|\b(said|says|told|according to|заявил|сказал|по словам|деді|"
+    r"мәлімдеді|a déclaré|selon)\b",
+    re.IGNORECASE,
+)
 
 
 @dataclass
@@ -31,8 +34,12 @@ class PassageScore:
     prediction: Prediction
 
     def to_json(self) -> dict:
-        return {"idx": self.passage.idx, "kind": self.passage.kind, "text": self.passage.text,
-                **self.prediction.to_json()}
+        return {
+            "idx": self.passage.idx,
+            "kind": self.passage.kind,
+            "text": self.passage.text,
+            **self.prediction.to_json(),
+        }
 
 
 @dataclass
@@ -80,7 +87,8 @@ def _quotes_other_side(scores: list[PassageScore], label: str) -> bool:
     """True when most of the article's relevant weight sits in quoted passages that lean to
     another label than the article's own: the piece mostly reports the other side."""
     quoted_other = sum(
-        s.passage.weight for s in scores
+        s.passage.weight
+        for s in scores
         if _QUOTE.search(s.passage.text) and s.prediction.label != label
     )
     total = sum(s.passage.weight for s in scores)
@@ -91,8 +99,9 @@ def score_articles(
     model: StanceModel, articles: list[dict], relevance_threshold: float | None = None
 ) -> list[ArticleScore]:
     """Score many articles with one batched encoder pass over all their passages."""
-    threshold = (model.article_relevance_threshold if relevance_threshold is None
-                 else relevance_threshold)
+    threshold = (
+        model.article_relevance_threshold if relevance_threshold is None else relevance_threshold
+    )
     split = [split_passages(a.get("title") or "", a.get("text") or "") for a in articles]
     flat = [p.text for passages in split for p in passages]
     predictions = iter(model.predict(flat))
@@ -101,12 +110,20 @@ def score_articles(
         scores = [PassageScore(p, next(predictions)) for p in passages]
         lang, confidence = detect(f"{article.get('title') or ''}\n{article.get('text') or ''}")
         if not scores:
-            results.append(ArticleScore(article["article_id"], lang, confidence, 0.0, False, None, None))
+            results.append(
+                ArticleScore(article["article_id"], lang, confidence, 0.0, False, None, None)
+            )
             continue
         relevance = _article_relevance(scores)
         result = ArticleScore(
-            article["article_id"], lang, confidence, relevance, relevance >= threshold,
-            None, None, scores,
+            article["article_id"],
+            lang,
+            confidence,
+            relevance,
+            relevance >= threshold,
+            None,
+            None,
+            scores,
         )
         if result.relevant:
             result.probs, result.label = aggregate(scores, model.labels)

@@ -45,8 +45,11 @@ def soft_confusion(probs: np.ndarray, y: np.ndarray, k: int) -> list[list[float]
     mass a true item of each class adds to each class. Inverting it corrects soft counts."""
     rows = []
     for i in range(k):
-        rows.append(probs[y == i].mean(axis=0).round(4).tolist() if (y == i).any()
-                    else [float(i == j) for j in range(k)])
+        rows.append(
+            probs[y == i].mean(axis=0).round(4).tolist()
+            if (y == i).any()
+            else [float(i == j) for j in range(k)]
+        )
     return rows
 
 

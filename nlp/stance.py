@@ -42,7 +42,9 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def relevance_features(embeddings: np.ndarray, texts: list[str], centroids: np.ndarray) -> np.ndarray:
+def relevance_features(
+    embeddings: np.ndarray, texts: list[str], centroids: np.ndarray
+) -> np.ndarray:
     """Cosine to the on-topic and off-topic prototypes, plus the lexicon hits."""
     sims = embeddings @ centroids.T  # embeddings and centroids are L2-normalised
     lex = np.array([lexicon.features(t) for t in texts], dtype=np.float32).reshape(len(texts), -1)
@@ -80,7 +82,9 @@ class StanceModel:
     def _scores(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         embeddings = self.encoder.embed(texts)
         probs = softmax(embeddings @ self.W.T + self.b, self.temperature)
-        rel = sigmoid(relevance_features(embeddings, texts, self.centroids) @ self.rel_w + self.rel_b)
+        rel = sigmoid(
+            relevance_features(embeddings, texts, self.centroids) @ self.rel_w + self.rel_b
+        )
         return probs, rel
 
     def predict(self, texts: list[str]) -> list[Prediction]:
@@ -111,5 +115,13 @@ class StanceModel:
 
 @lru_cache(maxsize=4)
 def load_model(model_dir: str | None = None, encoder_dir: str | None = None) -> StanceModel:
-    """Load once per process (Prefect workers and the CLI call this)."""
+    """Load once per process (Prefect workers and the CLI call this).
+
+    A dir whose cstowatch.json / config.json says ``"backend": "nli"`` loads the zero-shot
+    NLI backend (:class:`nlp.nli.NLIStanceModel`, same surface; ``encoder_dir`` is unused)."""
+    if model_dir:
+        from nlp import nli  # lazy: nlp.nli imports this module
+
+        if nli.is_nli_model_dir(model_dir):
+            return nli.NLIStanceModel(model_dir)  # type: ignore[return-value]
     return StanceModel(model_dir, get_encoder(encoder_dir) if encoder_dir else None)

@@ -35,7 +35,9 @@ def load_jsonl(path: Path | str) -> list[dict]:
                 continue
             row = json.loads(line)
             if row.get("relevant", True) and row.get("label") not in LABELS:
-                raise ValueError(f"{path}:{number}: label {row.get('label')!r} is not one of {LABELS}")
+                raise ValueError(
+                    f"{path}:{number}: label {row.get('label')!r} is not one of {LABELS}"
+                )
             rows.append(row)
     return rows
 

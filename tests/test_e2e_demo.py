@@ -22,8 +22,16 @@ def counts(db: Path) -> dict[str, int]:
     try:
         return {
             name: con.execute(f"select count(*) from {name}").fetchone()[0]  # noqa: S608
-            for name in ("articles", "article_stance", "daily_stance", "alerts",
-                         "stance_predictions", "passages", "alert_deliveries", "feed_items")
+            for name in (
+                "articles",
+                "article_stance",
+                "daily_stance",
+                "alerts",
+                "stance_predictions",
+                "passages",
+                "alert_deliveries",
+                "feed_items",
+            )
         }
     finally:
         con.close()
@@ -57,8 +65,15 @@ def demo_run(tmp_path_factory, prefect_harness):  # type: ignore[no-untyped-def]
             else:
                 os.environ[key] = value
         get_settings.cache_clear()
-    return {"tmp": tmp, "db": db, "first": first, "second": second, "after_first": after_first,
-            "after_second": counts(db), "hits_second": hits_second}
+    return {
+        "tmp": tmp,
+        "db": db,
+        "first": first,
+        "second": second,
+        "after_first": after_first,
+        "after_second": counts(db),
+        "hits_second": hits_second,
+    }
 
 
 def test_first_run_fills_every_analyst_object(demo_run) -> None:  # type: ignore[no-untyped-def]
@@ -78,7 +93,8 @@ def test_first_run_fills_every_analyst_object(demo_run) -> None:  # type: ignore
 def test_relevance_gate_drops_off_topic_articles(demo_run) -> None:  # type: ignore[no-untyped-def]
     con = duckdb.connect(str(demo_run["db"]), read_only=True)
     relevant, total = con.execute(
-        "select count(*) filter (where relevant), count(*) from article_stance").fetchone()
+        "select count(*) filter (where relevant), count(*) from article_stance"
+    ).fetchone()
     con.close()
     assert 0.6 * total < relevant < total
 
@@ -87,7 +103,8 @@ def test_planted_shift_fires_one_explained_alert_email(demo_run) -> None:  # typ
     con = duckdb.connect(str(demo_run["db"]), read_only=True)
     alerts = con.execute(
         "select group_type, group_value, direction, effect_pp, q_value, evidence, kind "
-        "from alerts order by effect_pp desc").fetchall()
+        "from alerts order by effect_pp desc"
+    ).fetchall()
     con.close()
     kz = [a for a in alerts if a[0] == "country" and a[1] == "KZ"]
     assert kz and kz[0][2] == "pro_russian" and kz[0][3] >= 10 and kz[0][4] <= 0.05
@@ -113,5 +130,6 @@ def test_second_run_duplicates_nothing_and_refetches_no_article(demo_run) -> Non
         # each source says why nothing was fetched: unchanged feeds, or known URLs skipped
         unchanged = row["feeds_not_modified"] + row["feeds_unchanged"]
         assert row["pages_fetched"] == 0, row
-        assert (row["feeds_polled"] > 0 and unchanged == row["feeds_polled"]) or \
-            row["known_skipped"] > 0, row
+        assert (row["feeds_polled"] > 0 and unchanged == row["feeds_polled"]) or row[
+            "known_skipped"
+        ] > 0, row

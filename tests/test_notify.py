@@ -18,27 +18,51 @@ HOSTILE = '<script>alert("x")</script><b>Lavrov</b>'
 
 def alert(**overrides):  # type: ignore[no-untyped-def]
     base = {
-        "alert_id": "a" * 24, "kind": "stance", "group_type": "country", "group_value": "KZ",
-        "group_label": "Kazakhstan outlets", "direction": "pro_russian",
-        "window_start": date(2026, 11, 23), "window_end": date(2026, 11, 29),
-        "baseline_start": date(2026, 10, 26), "baseline_end": date(2026, 11, 22),
-        "n_window": 40, "n_baseline": 48, "effect_pp": 31.5, "p_value": 1e-5, "q_value": 2e-5,
-        "severity": "high", "window_days": 7, "baseline_days": 28,
+        "alert_id": "a" * 24,
+        "kind": "stance",
+        "group_type": "country",
+        "group_value": "KZ",
+        "group_label": "Kazakhstan outlets",
+        "direction": "pro_russian",
+        "window_start": date(2026, 11, 23),
+        "window_end": date(2026, 11, 29),
+        "baseline_start": date(2026, 10, 26),
+        "baseline_end": date(2026, 11, 22),
+        "n_window": 40,
+        "n_baseline": 48,
+        "effect_pp": 31.5,
+        "p_value": 1e-5,
+        "q_value": 2e-5,
+        "severity": "high",
+        "window_days": 7,
+        "baseline_days": 28,
         "shares_before": {"pro_russian": 0.2, "neutral": 0.4, "pro_kazakh": 0.4},
         "shares_after": {"pro_russian": 0.515, "neutral": 0.3, "pro_kazakh": 0.185},
-        "ci_before": {}, "ci_after": {"pro_russian": [0.4, 0.6], "neutral": [0.2, 0.4],
-                                      "pro_kazakh": [0.1, 0.3]},
-        "evidence": [{"url": "http://127.0.0.1/a?x=1&y=<2>", "title": HOSTILE, "outlet": "Dala <i>",
-                      "date": "2026-11-25", "passage": "Союзники <img src=x onerror=1> помогли.",
-                      "label": "pro_russian", "p": 0.91}],
+        "ci_before": {},
+        "ci_after": {"pro_russian": [0.4, 0.6], "neutral": [0.2, 0.4], "pro_kazakh": [0.1, 0.3]},
+        "evidence": [
+            {
+                "url": "http://127.0.0.1/a?x=1&y=<2>",
+                "title": HOSTILE,
+                "outlet": "Dala <i>",
+                "date": "2026-11-25",
+                "passage": "Союзники <img src=x onerror=1> помогли.",
+                "label": "pro_russian",
+                "p": 0.91,
+            }
+        ],
     }
     base.update(overrides)
     return base
 
 
 def test_compose_builds_multipart_with_chart_and_subject() -> None:
-    msg = compose([alert()], {"a" * 24: b"\x89PNG\r\n\x1a\nfake"}, "cw <cw@localhost>",
-                  ["one@example.org", "two@example.org"])
+    msg = compose(
+        [alert()],
+        {"a" * 24: b"\x89PNG\r\n\x1a\nfake"},
+        "cw <cw@localhost>",
+        ["one@example.org", "two@example.org"],
+    )
     assert msg["Subject"] == (
         "[cstowatch] Stance shift: Kazakhstan outlets, pro-Russian +32 pp (7 d vs 28 d)"
     )
@@ -49,7 +73,7 @@ def test_compose_builds_multipart_with_chart_and_subject() -> None:
     html = parsed.get_body(("html",)).get_content()
     text = parsed.get_body(("plain",)).get_content()
     image = next(p for p in parsed.walk() if p.get_content_type() == "image/png")
-    assert f'cid:{image["Content-ID"].strip("<>")}' in html
+    assert f"cid:{image['Content-ID'].strip('<>')}" in html
     assert "<script>" not in html and "&lt;script&gt;" in html
     assert "<img src=x" not in html and "Dala <i>" not in html
     assert "&amp;y=&lt;2&gt;" in html
@@ -100,12 +124,15 @@ def start_smtp(port: int) -> tuple[Controller, Collector]:
 
 
 def test_delivery_is_exactly_once_through_an_smtp_outage(
-    tmp_path, monkeypatch, smtp_port, settings  # type: ignore[no-untyped-def]
+    tmp_path,
+    monkeypatch,
+    smtp_port,
+    settings,  # type: ignore[no-untyped-def]
 ) -> None:
     """SMTP down: the alert stays pending. Back up: delivered once. Next run: nothing new."""
+    from flows.alerting import deliver_pending
     from flows.settings import get_settings
     from flows.shifts import ShiftConfig
-    from flows.alerting import deliver_pending
     from warehouse.db import connect
 
     monkeypatch.setenv("CSTOWATCH_SMTP_HOST", "127.0.0.1")
@@ -117,21 +144,34 @@ def test_delivery_is_exactly_once_through_an_smtp_outage(
     cfg = get_settings()
     con = connect(tmp_path / "a.duckdb")
     import json
+
     a = alert()
     con.execute(
         "insert into alerts values (?, 'stance', 'country', 'KZ', 'Kazakhstan outlets', "
         "'pro_russian', ?, ?, ?, ?, 40, 48, ?, ?, ?, ?, 31.5, 1e-5, 2e-5, 'high', ?, null, now())",
-        [a["alert_id"], a["window_start"], a["window_end"], a["baseline_start"],
-         a["baseline_end"], json.dumps(a["shares_before"]), json.dumps(a["shares_after"]),
-         json.dumps({}), json.dumps(a["ci_after"]), json.dumps(a["evidence"])],
+        [
+            a["alert_id"],
+            a["window_start"],
+            a["window_end"],
+            a["baseline_start"],
+            a["baseline_end"],
+            json.dumps(a["shares_before"]),
+            json.dumps(a["shares_after"]),
+            json.dumps({}),
+            json.dumps(a["ci_after"]),
+            json.dumps(a["evidence"]),
+        ],
     )
-    con.execute("insert into alert_deliveries values (?, 'smtp', 'pending', 0, null, null, null, now())",
-                [a["alert_id"]])
+    con.execute(
+        "insert into alert_deliveries values (?, 'smtp', 'pending', 0, null, null, null, now())",
+        [a["alert_id"]],
+    )
 
     down = deliver_pending(con, cfg, ShiftConfig())
     assert down.error and down.pending == [a["alert_id"]]
     status, attempts, error = con.execute(
-        "select status, attempts, last_error from alert_deliveries").fetchone()
+        "select status, attempts, last_error from alert_deliveries"
+    ).fetchone()
     assert status == "pending" and attempts == 1 and error
     assert "hunter2" not in error
 

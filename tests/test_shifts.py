@@ -11,16 +11,22 @@ from flows.shifts import (
     benjamini_hochberg,
     correct_for_confusion,
     detect,
-    g_test,
     evaluate_groups,
+    g_test,
 )
 
 AS_OF = date(2026, 11, 29)
 
 
-def series(before: tuple[float, float, float], after: tuple[float, float, float],
-           per_day_before: int, per_day_after: int, seed: int = 0, source: str = "a",
-           country: str = "KZ") -> list[ArticleRow]:
+def series(
+    before: tuple[float, float, float],
+    after: tuple[float, float, float],
+    per_day_before: int,
+    per_day_after: int,
+    seed: int = 0,
+    source: str = "a",
+    country: str = "KZ",
+) -> list[ArticleRow]:
     """Articles whose probability vectors are drawn around a class mix, per day."""
     rng = np.random.default_rng(seed)
     rows = []
@@ -31,8 +37,11 @@ def series(before: tuple[float, float, float], after: tuple[float, float, float]
             k = rng.choice(3, p=mix)
             probs = np.full(3, 0.1)
             probs[k] = 0.8
-            rows.append(ArticleRow(f"{source}-{back}-{i}", day, source, country, "ru", "state",
-                                   tuple(probs)))
+            rows.append(
+                ArticleRow(
+                    f"{source}-{back}-{i}", day, source, country, "ru", "state", tuple(probs)
+                )
+            )
     return rows
 
 
@@ -47,8 +56,11 @@ def test_planted_shift_is_detected() -> None:
     assert test.direction == "pro_russian"
     assert test.effect > 0.2
     assert test.q_value is not None and test.q_value < 0.001
-    assert test.ci_after["pro_russian"][0] < test.shares_after["pro_russian"] < \
-        test.ci_after["pro_russian"][1]
+    assert (
+        test.ci_after["pro_russian"][0]
+        < test.shares_after["pro_russian"]
+        < test.ci_after["pro_russian"][1]
+    )
 
 
 def test_null_series_stays_quiet() -> None:
@@ -103,8 +115,9 @@ def test_confusion_correction_recovers_a_diluted_shift() -> None:
 def test_consecutive_days_requirement_holds_back_a_fresh_shift() -> None:
     rng_rows = series((0.2, 0.5, 0.3), (0.2, 0.5, 0.3), per_day_before=8, per_day_after=8)
     # the shift starts only today: yesterday's window was still calm
-    today = [ArticleRow(f"x{i}", AS_OF, "a", "KZ", "ru", "state", (0.8, 0.1, 0.1))
-             for i in range(60)]
+    today = [
+        ArticleRow(f"x{i}", AS_OF, "a", "KZ", "ru", "state", (0.8, 0.1, 0.1)) for i in range(60)
+    ]
     rows = rng_rows + today
     assert by_group(detect(rows, AS_OF, ShiftConfig())).alert
     assert not by_group(detect(rows, AS_OF, ShiftConfig(consecutive_days=2))).alert

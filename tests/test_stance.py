@@ -85,8 +85,11 @@ def test_classify_cli_writes_one_record_per_line(tmp_path: Path, stance_model) -
 
     src = tmp_path / "in.jsonl"
     src.write_text(
-        json.dumps({"id": 1, "text": "ОДКБ – гарант безопасности Казахстана, заявил Лавров."},
-                   ensure_ascii=False) + "\n"
+        json.dumps(
+            {"id": 1, "text": "ОДКБ – гарант безопасности Казахстана, заявил Лавров."},
+            ensure_ascii=False,
+        )
+        + "\n"
         + json.dumps({"id": "b", "text": "Le Kazakhstan défend sa souveraineté.", "lang": "fr"})
         + "\n",
         encoding="utf-8",
