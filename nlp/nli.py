@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from nlp.stance import Prediction, softmax
+from nlp.stance import Prediction, softmax, to_predictions
 
 CONFIG_NAME = "cstowatch.json"
 BACKEND = "nli"
@@ -261,14 +261,7 @@ class NLIStanceModel:
     def predict(self, texts: list[str]) -> list[Prediction]:
         if not texts:
             return []
-        probs, rel = self._scores(texts)
-        out = []
-        for row, r in zip(probs, rel, strict=True):
-            p = {label: float(v) for label, v in zip(self.labels, row, strict=True)}
-            total = sum(p.values())
-            p = {k: v / total for k, v in p.items()}
-            out.append(Prediction(max(p, key=p.__getitem__), p, float(r)))
-        return out
+        return to_predictions(self.labels, *self._scores(texts))
 
     def info(self) -> dict:
         return {

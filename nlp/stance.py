@@ -51,6 +51,19 @@ def relevance_features(
     return np.hstack([sims, (sims[:, :1] - sims[:, 1:2]), lex]).astype(np.float32)
 
 
+def to_predictions(
+    labels: tuple[str, ...], probs: np.ndarray, relevance: np.ndarray
+) -> list[Prediction]:
+    """Rows of class probabilities and relevance scores as records (renormalised to sum to 1)."""
+    out = []
+    for row, r in zip(probs, relevance, strict=True):
+        p = {label: float(v) for label, v in zip(labels, row, strict=True)}
+        total = sum(p.values())
+        p = {k: v / total for k, v in p.items()}
+        out.append(Prediction(max(p, key=p.__getitem__), p, float(r)))
+    return out
+
+
 class StanceModel:
     def __init__(self, model_dir: Path | str | None = None, encoder: Encoder | None = None) -> None:
         self.dir = Path(model_dir) if model_dir else BUNDLED_MODEL
@@ -90,14 +103,7 @@ class StanceModel:
     def predict(self, texts: list[str]) -> list[Prediction]:
         if not texts:
             return []
-        probs, rel = self._scores(texts)
-        out = []
-        for row, r in zip(probs, rel, strict=True):
-            p = {label: float(v) for label, v in zip(self.labels, row, strict=True)}
-            total = sum(p.values())
-            p = {k: v / total for k, v in p.items()}
-            out.append(Prediction(max(p, key=p.__getitem__), p, float(r)))
-        return out
+        return to_predictions(self.labels, *self._scores(texts))
 
     def info(self) -> dict:
         return {
