@@ -73,6 +73,17 @@ class _JobMixin:
     def failed(self, failure: Any) -> Iterator[dict]:
         request = failure.request
         response = getattr(failure.value, "response", None)
+        message = failure.getErrorMessage()
+        if "robots.txt" in message:  # the site asked us not to: a decision, not a failure
+            yield {
+                "kind": "event",
+                "status": "robots_disallowed",
+                "source_id": self.source_id,
+                "url": normalise(request.url),
+                "reason": message[:500],
+                "via": request.meta.get("via"),
+            }
+            return
         yield {
             "kind": "failure",
             "source_id": self.source_id,

@@ -209,6 +209,10 @@ def test_robots_txt_is_obeyed(crawl: Crawl) -> None:
     assert "/robots.txt" in everything
     (stats,) = kinds(crawl.run1["news-desk"], "stats")
     assert stats["stats"]["robotstxt/forbidden"] == 1
+    # recorded as the site's decision, not as a failure that would mark the source partial
+    (event,) = kinds(crawl.run1["news-desk"], "event")
+    assert event["status"] == "robots_disallowed" and "/private/" in event["url"]
+    assert not [r for r in kinds(crawl.run1["news-desk"], "failure") if "/private/" in r["url"]]
 
 
 def test_listing_follows_only_its_selectors(crawl: Crawl) -> None:
