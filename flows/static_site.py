@@ -87,7 +87,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(key, str(value))
         self.end_headers()
         if status != 304:
-            self.wfile.write(body)
+            try:
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client hung up, e.g. a crawler refusing an oversized body
 
 
 def _content_type(path: Path) -> str:
