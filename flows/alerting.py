@@ -198,9 +198,13 @@ def _alert_view(row: dict[str, Any], cfg: ShiftConfig) -> dict[str, Any]:
     return view
 
 
-def _chart(con: duckdb.DuckDBPyConnection, alert: dict[str, Any]) -> bytes | None:
-    since = alert["window_end"] - timedelta(weeks=12)
-    weekly = con.execute(
+def group_weekly(
+    con: duckdb.DuckDBPyConnection, alert: dict[str, Any], weeks: int = 12
+) -> list[dict[str, Any]]:
+    """The alert group's weekly counts and shares over the ``weeks`` weeks ending with its window
+    (the alert email's chart and the report's alert charts)."""
+    since = alert["window_end"] - timedelta(weeks=weeks) + timedelta(days=1)
+    rows = con.execute(
         sql("group_weekly"),
         {
             "since": since,
@@ -209,12 +213,22 @@ def _chart(con: duckdb.DuckDBPyConnection, alert: dict[str, Any]) -> bytes | Non
             "group_value": alert["group_value"],
         },
     ).fetchall()
-    if not weekly:
-        return None
-    rows = [
-        {"week": w[0], "n_articles": w[1], "pro_russian": w[2], "neutral": w[3], "pro_kazakh": w[4]}
-        for w in weekly
+    return [
+        {
+            "week": w,
+            "n_articles": int(n),
+            "pro_russian": float(pr or 0.0),
+            "neutral": float(ne or 0.0),
+            "pro_kazakh": float(pk or 0.0),
+        }
+        for w, n, pr, ne, pk in rows
     ]
+
+
+def _chart(con: duckdb.DuckDBPyConnection, alert: dict[str, Any]) -> bytes | None:
+    rows = group_weekly(con, alert)
+    if not rows:
+        return None
     chart = weekly_shares_chart(
         rows,
         alert["window_start"],

@@ -32,10 +32,10 @@ import duckdb
 import pandas as pd
 from jinja2 import Environment, PackageLoader
 
-from flows.alerting import COUNTRY_NAMES, LANGUAGE_NAMES
+from flows.alerting import COUNTRY_NAMES, LANGUAGE_NAMES, group_weekly
 from flows.charts import STANCE_COLOURS, STANCE_NAMES, stance_scale, to_svg
 from flows.shifts import LABELS, ShiftConfig, Windows
-from warehouse.db import connect, sql
+from warehouse.db import connect
 
 DEFAULT_OUT = Path("data/report.html")
 PERIOD_WEEKS = 12
@@ -403,26 +403,7 @@ def period_alerts(con: duckdb.DuckDBPyConnection, since: date, until: date) -> l
 
 def alert_weekly(con: duckdb.DuckDBPyConnection, alert: dict[str, Any]) -> list[dict[str, Any]]:
     """The alert group's weekly counts and shares over the 12 weeks ending with its window."""
-    since = alert["window_end"] - timedelta(weeks=PERIOD_WEEKS) + timedelta(days=1)
-    rows = con.execute(
-        sql("group_weekly"),
-        {
-            "since": since,
-            "until": alert["window_end"],
-            "group_type": alert["group_type"],
-            "group_value": alert["group_value"],
-        },
-    ).fetchall()
-    return [
-        {
-            "week": w,
-            "n_articles": int(n),
-            "pro_russian": float(pr or 0.0),
-            "neutral": float(ne or 0.0),
-            "pro_kazakh": float(pk or 0.0),
-        }
-        for w, n, pr, ne, pk in rows
-    ]
+    return group_weekly(con, alert, PERIOD_WEEKS)
 
 
 # ---------------------------------------------------------------- charts
