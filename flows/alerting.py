@@ -132,7 +132,8 @@ def detect_and_store(
     since = windows.baseline_start - timedelta(days=cfg.consecutive_days)
     tests = detect(load_rows(con, since, as_of), as_of, cfg)
     now = datetime.now(UTC)
-    cooldown_start = now - timedelta(hours=settings.cooldown_hours)
+    # the cooldown in data days: 24 h = an alert on the previous day keeps the group quiet today
+    cooldown_from = as_of - timedelta(days=max(1, round(settings.cooldown_hours / 24)))
     new_ids: list[str] = []
     with transaction(con):
         for test in tests:
@@ -147,7 +148,8 @@ def detect_and_store(
                     "group_type": test.group_type,
                     "group_value": test.group_value,
                     "alert_id": aid,
-                    "cooldown_start": cooldown_start,
+                    "cooldown_from": cooldown_from,
+                    "as_of": as_of,
                 },
             ).fetchone()
             if recent:

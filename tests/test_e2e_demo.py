@@ -133,3 +133,27 @@ def test_second_run_duplicates_nothing_and_refetches_no_article(demo_run) -> Non
         assert (row["feeds_polled"] > 0 and unchanged == row["feeds_polled"]) or row[
             "known_skipped"
         ] > 0, row
+
+
+def test_cooldown_keeps_an_alerted_group_quiet_the_next_day(demo_run, settings) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+    from datetime import timedelta
+
+    from flows.alerting import detect_and_store
+    from flows.shifts import ShiftConfig
+    from warehouse.db import connect
+
+    copy = demo_run["tmp"] / "cooldown.duckdb"
+    shutil.copy(demo_run["db"], copy)
+    con = connect(copy)
+    try:
+        tests, new = detect_and_store(con, AS_OF + timedelta(days=1), ShiftConfig(), settings, None)
+        kz = next(t for t in tests if t.group_type == "country" and t.group_value == "KZ")
+        assert kz.alert and kz.reason == "already alerted (cooldown)"
+        assert new == []
+        # a day later the cooldown (24 h = one data day) no longer holds the group back
+        later, _ = detect_and_store(con, AS_OF + timedelta(days=2), ShiftConfig(), settings, None)
+        kz_later = next(t for t in later if t.group_type == "country" and t.group_value == "KZ")
+        assert kz_later.reason != "already alerted (cooldown)"
+    finally:
+        con.close()

@@ -1,7 +1,8 @@
--- The same alert already stored, or any alert for the group inside the cooldown.
+-- The same alert already stored, or an alert for the group in the cooldown before $as_of.
+-- The cooldown counts data days (window ends), not wall-clock time, so a backfill over many
+-- --as-of days behaves like the daily runs it replays.
 select alert_id
 from alerts
 where group_type = $group_type
   and group_value = $group_value
-  and (alert_id = $alert_id or created_at >= $cooldown_start)
-limit 1;
+  and (alert_id = $alert_id or (window_end >= $cooldown_from and window_end < $as_of));
