@@ -19,6 +19,26 @@ from transformers import AutoModel, AutoTokenizer
 from nlp.prepare import default_encoder_dir, prepare_encoder, read_manifest
 
 
+def padded_batches(ids: list[list[int]], order: list[int], size: int, pad: int):  # type: ignore[no-untyped-def]
+    """Yield (indices, input_ids, attention_mask) for batches of ``size`` taken in ``order``."""
+    for start in range(0, len(order), size):
+        idx = order[start : start + size]
+        width = max(len(ids[i]) for i in idx)
+        input_ids = torch.full((len(idx), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(idx), width), dtype=torch.long)
+        for row, i in enumerate(idx):
+            input_ids[row, : len(ids[i])] = torch.tensor(ids[i])
+            mask[row, : len(ids[i])] = 1
+        yield idx, input_ids, mask
+
+
+def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over the attention mask, then L2-normalise (the e5 convention)."""
+    m = mask.unsqueeze(-1).to(hidden.dtype)
+    pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
+    return torch.nn.functional.normalize(pooled, p=2, dim=1)
+
+
 class Encoder:
     def __init__(self, path: str | Path | None = None) -> None:
         # No path: the converted e5-small, built on first use (a no-op once it is current).
@@ -58,18 +78,9 @@ class Encoder:
         order = np.argsort([len(x) for x in ids], kind="stable")  # similar lengths share a batch
         pad = self.tokenizer.pad_token_id or 0
         with torch.inference_mode():
-            for start in range(0, len(order), batch_size):
-                idx = order[start : start + batch_size]
-                width = max(len(ids[i]) for i in idx)
-                input_ids = torch.full((len(idx), width), pad, dtype=torch.long)
-                mask = torch.zeros((len(idx), width), dtype=torch.long)
-                for row, i in enumerate(idx):
-                    input_ids[row, : len(ids[i])] = torch.tensor(ids[i])
-                    mask[row, : len(ids[i])] = 1
+            for idx, input_ids, mask in padded_batches(ids, list(order), batch_size, pad):
                 hidden = self.model(input_ids=input_ids, attention_mask=mask).last_hidden_state
-                m = mask.unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
-                out[idx] = torch.nn.functional.normalize(pooled, p=2, dim=1).float().numpy()
+                out[idx] = mean_pool(hidden, mask).float().numpy()
         return out
 
 

@@ -41,6 +41,7 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from transformers import AutoModel, AutoTokenizer
 
+from nlp.encoder import mean_pool, padded_batches
 from nlp.metrics import fit_temperature
 from nlp.prepare import MANIFEST, default_encoder_dir, prepare_encoder, read_manifest
 from nlp.stance import relevance_features
@@ -107,24 +108,9 @@ def calibration_split(
 def _pool(
     model: Any, inputs: torch.Tensor, mask: torch.Tensor, from_hidden: bool = False
 ) -> torch.Tensor:
-    """Mean pool over the mask, L2-normalise (the e5 convention)."""
+    """Run the model and mean-pool its output (the e5 convention)."""
     key = "inputs_embeds" if from_hidden else "input_ids"
-    hidden = model(**{key: inputs}, attention_mask=mask).last_hidden_state
-    m = mask.unsqueeze(-1).to(hidden.dtype)
-    pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
-    return torch.nn.functional.normalize(pooled, p=2, dim=1)
-
-
-def _batches(ids: list[list[int]], order: list[int], size: int, pad: int):  # type: ignore[no-untyped-def]
-    for start in range(0, len(order), size):
-        idx = order[start : start + size]
-        width = max(len(ids[i]) for i in idx)
-        input_ids = torch.full((len(idx), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(idx), width), dtype=torch.long)
-        for row, i in enumerate(idx):
-            input_ids[row, : len(ids[i])] = torch.tensor(ids[i])
-            mask[row, : len(ids[i])] = 1
-        yield idx, input_ids, mask
+    return mean_pool(model(**{key: inputs}, attention_mask=mask).last_hidden_state, mask)
 
 
 def _epoch_order(lengths: list[int], batch_size: int, gen: torch.Generator) -> list[int]:
@@ -169,7 +155,7 @@ def _cache_hidden(
     order = [int(i) for i in np.argsort([len(x) for x in ids], kind="stable")]
     model.eval()
     with torch.inference_mode(), _layers_only(model, 0, split, from_hidden=False):
-        for idx, input_ids, mask in _batches(ids, order, batch_size, pad):
+        for idx, input_ids, mask in padded_batches(ids, order, batch_size, pad):
             hidden = model(input_ids=input_ids, attention_mask=mask).last_hidden_state
             for row, i in enumerate(idx):
                 out[i] = hidden[row, : len(ids[i])].clone()
@@ -193,7 +179,9 @@ def embed_with(
     order = [int(i) for i in np.argsort([len(x) for x in ids], kind="stable")]
     model.eval()
     with torch.inference_mode():
-        for idx, input_ids, mask in _batches(ids, order, batch_size, tokenizer.pad_token_id or 0):
+        for idx, input_ids, mask in padded_batches(
+            ids, order, batch_size, tokenizer.pad_token_id or 0
+        ):
             out[idx] = _pool(model, input_ids, mask).float().numpy()
     return out
 
@@ -303,7 +291,7 @@ def finetune(
         order = _epoch_order(lengths, cfg.batch_size, gen)
         t_epoch, losses = time.perf_counter(), []
         for step, (idx, input_ids, mask) in enumerate(
-            _batches(ids, order, cfg.batch_size, pad), start=1
+            padded_batches(ids, order, cfg.batch_size, pad), start=1
         ):
             if cached is None:
                 pooled = _pool(model, input_ids, mask)
