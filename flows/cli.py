@@ -529,33 +529,70 @@ def digest(db: DbOption = None, as_of: AsOf = None) -> None:
 
 @app.command()
 def serve(
-    sources: Annotated[Path, typer.Option("--sources")] = Path("sources.yaml"),
+    sources: Annotated[Path, typer.Option("--sources", help="sources.yaml")] = Path("sources.yaml"),
+    db: DbOption = None,
     cron: Annotated[str, typer.Option(help="Monitor schedule")] = "5 * * * *",
     digest_cron: Annotated[str, typer.Option(help="Digest schedule")] = "0 7 * * *",
     timezone: Annotated[str, typer.Option(help="Time zone of the schedules")] = "Asia/Almaty",
+    port: Annotated[
+        int, typer.Option(help="Port of the Prefect server started when PREFECT_API_URL is unset")
+    ] = 4200,
 ) -> None:
-    """Scheduled mode in one process (Prefect serve): no server or worker to run."""
+    """Scheduled mode in one command (Prefect serve): no work pool or worker to run.
+
+    With PREFECT_API_URL set, the schedules are served against that Prefect server (or Prefect
+    Cloud). Without it, a local Prefect server is started on 127.0.0.1:PORT for the duration
+    (its log goes next to the database), because Prefect's temporary server has no scheduler.
+    """
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
     from prefect import serve as prefect_serve
     from prefect.schedules import Cron
+    from prefect.settings import PREFECT_API_URL, temporary_settings
 
+    from crawlers.sources import SourcesError, load_sources
+    from flows.local_server import LocalServerError, local_server
     from flows.monitor import digest as digest_flow
     from flows.monitor import monitor
 
-    console.print(
-        f"serving monitor-hourly ({cron}) and digest-daily ({digest_cron}) in "
-        f"{timezone}; Ctrl-C stops"
-    )
-    deployments = [
-        monitor.to_deployment(
-            name="monitor-hourly",
-            parameters={"sources": str(sources)},
-            schedule=Cron(cron, timezone=timezone),
-        ),
-        digest_flow.to_deployment(
-            name="digest-daily", schedule=Cron(digest_cron, timezone=timezone)
-        ),
-    ]
-    prefect_serve(*deployments)  # type: ignore[arg-type]
+    try:
+        load_sources(sources)
+        ZoneInfo(timezone)
+        schedules = [Cron(cron, timezone=timezone), Cron(digest_cron, timezone=timezone)]
+    except SourcesError as exc:
+        fail(str(exc), 2)
+    except (ValueError, ZoneInfoNotFoundError) as exc:  # a bad cron expression or time zone
+        fail(f"schedule: {exc}", 2)
+    database = _db(db)
+
+    def run_schedules() -> None:
+        console.print(
+            f"serving monitor-hourly ({cron}) and digest-daily ({digest_cron}) in {timezone} "
+            f"on {database}, API {PREFECT_API_URL.value()}; Ctrl-C stops"
+        )
+        deployments = [
+            monitor.to_deployment(
+                name="monitor-hourly",
+                parameters={"sources": str(sources.resolve()), "db": str(database)},
+                schedule=schedules[0],
+            ),
+            digest_flow.to_deployment(
+                name="digest-daily", parameters={"db": str(database)}, schedule=schedules[1]
+            ),
+        ]
+        prefect_serve(*deployments)  # type: ignore[arg-type]
+
+    if PREFECT_API_URL.value():
+        run_schedules()
+        return
+    log = database.parent / "prefect-server.log"
+    console.print(f"PREFECT_API_URL is unset: starting a Prefect server on 127.0.0.1:{port} "
+                  f"(log: {log})")
+    try:
+        with local_server(port, log) as api, temporary_settings({PREFECT_API_URL: api}):
+            run_schedules()
+    except LocalServerError as exc:
+        fail(str(exc), 1)
 
 
 @app.command()

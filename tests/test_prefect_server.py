@@ -4,9 +4,10 @@ Everything binds 127.0.0.1 and lives in a temporary PREFECT_HOME. The server, th
 whatever they spawn (the flow-run process, its Scrapy subprocesses) are tracked and ended in a
 finally block, also when an assertion fails or the run times out.
 
-The server runs with its scheduler service off: `prefect deploy` registers the hourly and daily
-schedules (checked through the API), but no scheduled run of the real sources.yaml may start
-while the test waits for its own run.
+For the deploy test the server runs with its scheduler service off: `prefect deploy` registers
+the hourly and daily schedules (checked through the API), but no scheduled run of the real
+sources.yaml may start while the test waits for its own run. The `cstowatch serve` test turns
+the scheduler on and waits for the schedule itself to start a run.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +31,13 @@ import pytest
 
 from flows.static_site import StaticSite
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(480)]
 
 REPO = Path(__file__).resolve().parent.parent
 SITE = Path(__file__).resolve().parent / "fixtures" / "flow_site"
 PREFECT = str(Path(sys.executable).parent / "prefect")
 RUN_TIMEOUT = 180.0
+SERVE_TIMEOUT = 300.0  # up to a minute until the cron fires, then the run
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 
@@ -109,20 +112,18 @@ def cli(args: list[str], env: dict[str, str], logs: Path, timeout: float = 120) 
     return done.stdout
 
 
-@pytest.fixture()
-def server(tmp_path: Path) -> Iterator[dict[str, Any]]:
-    port = free_port()
-    api = f"http://127.0.0.1:{port}/api"
-    logs = tmp_path / "logs"
-    logs.mkdir()
+def isolated_env(tmp_path: Path, *, scheduler: bool) -> dict[str, str]:
+    """The environment of every process a test starts: its own PREFECT_HOME, no API URL yet,
+    127.0.0.1 only, and fast scheduler and runner loops."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("PREFECT_", "CSTOWATCH_"))}
     env.update(
         PREFECT_HOME=str(tmp_path / "prefect_home"),
-        PREFECT_API_URL=api,
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
         PREFECT_SERVER_UI_ENABLED="false",
-        PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED="false",
+        PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED=str(scheduler).lower(),
+        PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="5",
+        PREFECT_RUNNER_POLL_FREQUENCY="2",
         PREFECT_CLI_PROMPT="false",
         PREFECT_LOGGING_LEVEL="INFO",
         PREFECT_WORKER_QUERY_SECONDS="2",
@@ -135,6 +136,16 @@ def server(tmp_path: Path) -> Iterator[dict[str, Any]]:
         CSTOWATCH_DB=str(tmp_path / "default.duckdb"),
         CSTOWATCH_REPORT=str(tmp_path / "report.html"),
     )
+    return env
+
+
+@contextmanager
+def prefect_server(tmp_path: Path, *, scheduler: bool) -> Iterator[dict[str, Any]]:
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    env = isolated_env(tmp_path, scheduler=scheduler) | {"PREFECT_API_URL": api}
     procs = Processes(logs)
     try:
         srv = procs.start("server", [PREFECT, "server", "start", "--host", "127.0.0.1",
@@ -153,6 +164,12 @@ def server(tmp_path: Path) -> Iterator[dict[str, Any]]:
         yield {"api": api, "env": env, "logs": logs, "procs": procs}
     finally:
         procs.stop()
+
+
+@pytest.fixture()
+def server(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    with prefect_server(tmp_path, scheduler=False) as srv:
+        yield srv
 
 
 def test_deploy_and_run_monitor_through_a_worker(server: dict[str, Any], tmp_path: Path) -> None:
@@ -212,3 +229,63 @@ def test_deploy_and_run_monitor_through_a_worker(server: dict[str, Any], tmp_pat
     assert stances == 7
     assert sorted(runs) == [("steppe-herald", "ok", flow_run_id),
                             ("volga-telegraph", "ok", flow_run_id)]
+
+
+def test_cstowatch_serve_runs_monitor_on_its_schedule(tmp_path: Path) -> None:
+    """`cstowatch serve` with no PREFECT_API_URL and an every-minute cron: it starts its own
+    Prefect server, whose scheduler creates the run; the serve process picks it up and runs it.
+    Nobody triggers anything by hand."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    env = isolated_env(tmp_path, scheduler=True)
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    db = tmp_path / "served.duckdb"
+    cstowatch = str(Path(sys.executable).parent / "cstowatch")
+    procs = Processes(logs)
+    run: dict[str, Any] = {}
+    try:
+        with StaticSite(SITE) as site:
+            sources = tmp_path / "sources.yaml"
+            sources.write_text((SITE / "sources.yaml").read_text(encoding="utf-8")
+                               .replace("{base}", site.base), encoding="utf-8")
+            serve = procs.start("serve", [
+                cstowatch, "serve", "--sources", str(sources), "--db", str(db), "--cron",
+                "* * * * *", "--timezone", "UTC", "--port", str(port)], env)
+            deadline = time.monotonic() + SERVE_TIMEOUT
+            while time.monotonic() < deadline:
+                assert serve.poll() is None, "cstowatch serve exited\n" + tail(logs / "serve.log")
+                procs.track()
+                try:
+                    runs = httpx.post(f"{api}/flow_runs/filter", json={
+                        "deployments": {"name": {"any_": ["monitor-hourly"]}}}, timeout=10).json()
+                except httpx.HTTPError:  # the server is still starting
+                    runs = []
+                finished = [r for r in runs if r["state"] and r["state"]["type"] in TERMINAL]
+                if finished:
+                    run = finished[0]
+                    break
+                time.sleep(2)
+        diagnostics = tail(logs / "serve.log", 80) + "\n" + tail(tmp_path / "prefect-server.log")
+        assert run, f"no monitor run finished in {SERVE_TIMEOUT:.0f} s\n" + diagnostics
+        assert run["state"]["type"] == "COMPLETED", diagnostics
+        assert run["auto_scheduled"], "the run was not created by the schedule"
+        assert run["parameters"] == {"sources": str(sources), "db": str(db)}
+        deployment = httpx.get(f"{api}/deployments/{run['deployment_id']}", timeout=10).json()
+        assert [(s["schedule"]["cron"], s["schedule"]["timezone"])
+                for s in deployment["schedules"]] == [("* * * * *", "UTC")]
+        # SIGTERM to serve alone (as systemd or Docker would stop it): it ends its own server
+        serve.send_signal(signal.SIGTERM)
+        serve.wait(timeout=60)
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"{api}/health", timeout=2)
+    finally:
+        procs.stop()
+
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        runs_db = con.execute("select source_id, status, flow_run_id from crawl_runs").fetchall()
+    finally:
+        con.close()
+    assert sorted(runs_db) == [("steppe-herald", "ok", run["id"]),
+                               ("volga-telegraph", "ok", run["id"])]
