@@ -131,9 +131,29 @@ def write_outbox(msg: EmailMessage, outbox: Path) -> Path:
     return path
 
 
+def smtp_password(settings: Settings) -> str | None:
+    """The SMTP password: ``CSTOWATCH_SMTP_PASSWORD``, else the Prefect Secret block named by
+    ``CSTOWATCH_SMTP_PASSWORD_BLOCK``, else none. Errors name the block, never the value."""
+    if settings.smtp_password is not None:
+        return settings.smtp_password.get_secret_value()
+    if not settings.smtp_password_block:
+        return None
+    from prefect.blocks.system import Secret
+
+    try:
+        secret = Secret.load(settings.smtp_password_block)
+    except (ValueError, RuntimeError, OSError) as exc:
+        raise DeliveryError(
+            f"SMTP password: the Prefect Secret block {settings.smtp_password_block!r} could not "
+            f"be loaded ({exc.__class__.__name__})"
+        ) from None
+    return str(secret.get())  # type: ignore[union-attr]
+
+
 def send_smtp(msg: EmailMessage, settings: Settings) -> None:
     host = settings.smtp_host
     assert host, "send_smtp needs CSTOWATCH_SMTP_HOST"
+    password = smtp_password(settings) if settings.smtp_user else None
     try:
         if settings.smtp_ssl:
             server: smtplib.SMTP = smtplib.SMTP_SSL(
@@ -147,8 +167,8 @@ def send_smtp(msg: EmailMessage, settings: Settings) -> None:
         with server:
             if settings.smtp_starttls and not settings.smtp_ssl:
                 server.starttls(context=ssl.create_default_context())
-            if settings.smtp_user and settings.smtp_password:
-                server.login(settings.smtp_user, settings.smtp_password.get_secret_value())
+            if settings.smtp_user and password:
+                server.login(settings.smtp_user, password)
             server.send_message(msg)
     except (OSError, smtplib.SMTPException) as exc:
         # str(exc) of smtplib errors never contains the password; keep only class and text

@@ -21,6 +21,8 @@ class Settings(BaseSettings):
     smtp_port: int = 587
     smtp_user: str | None = None
     smtp_password: SecretStr | None = None
+    # name of a Prefect Secret block holding the password, read when smtp_password is unset
+    smtp_password_block: str | None = None
     smtp_starttls: bool = False
     smtp_ssl: bool = False
     smtp_timeout: float = 20.0

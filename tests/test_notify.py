@@ -192,3 +192,60 @@ def test_delivery_is_exactly_once_through_an_smtp_outage(
     assert delivered["Subject"].startswith("[cstowatch] Stance shift: Kazakhstan outlets")
     assert con.execute("select status, attempts from alert_deliveries").fetchone() == ("sent", 2)
     con.close()
+
+
+class Authenticator:
+    """aiosmtpd's authenticator callback: accepts one user and password, records attempts."""
+
+    def __init__(self, user: str, password: str) -> None:
+        self.expected = (user.encode(), password.encode())
+        self.attempts: list[bytes] = []
+
+    def __call__(self, server, session, envelope, mechanism, auth_data):  # type: ignore[no-untyped-def]
+        from aiosmtpd.smtp import AuthResult
+
+        self.attempts.append(auth_data.login)
+        ok = (auth_data.login, auth_data.password) == self.expected
+        return AuthResult(success=ok, handled=False)
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+def test_smtp_login_with_the_password_from_a_prefect_secret_block(
+    prefect_harness, smtp_port, monkeypatch, settings  # type: ignore[no-untyped-def]
+) -> None:
+    """CSTOWATCH_SMTP_PASSWORD_BLOCK names a Secret block; a wrong or missing secret is a
+    DeliveryError that names the block and never carries a password."""
+    from prefect.blocks.system import Secret
+
+    from flows.notify import DeliveryError, send_smtp
+    from flows.settings import get_settings
+
+    Secret(value="block-pass-7q").save("cw-smtp-test", overwrite=True)
+    handler = Collector()
+    auth = Authenticator("cw", "block-pass-7q")
+    controller = Controller(handler, hostname="127.0.0.1", port=smtp_port,
+                            authenticator=auth, auth_required=True, auth_require_tls=False)
+    controller.start()
+    msg = compose([alert()], {}, "cstowatch <cw@localhost>", ["analyst@localhost"])
+    try:
+        for key, value in {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(smtp_port),
+                           "SMTP_USER": "cw", "SMTP_TIMEOUT": "5",
+                           "SMTP_PASSWORD_BLOCK": "cw-smtp-test"}.items():
+            monkeypatch.setenv(f"CSTOWATCH_{key}", value)
+        get_settings.cache_clear()
+        send_smtp(msg, get_settings())
+        assert len(handler.messages) == 1 and auth.attempts == [b"cw"]
+
+        Secret(value="stale-pass-3k").save("cw-smtp-test", overwrite=True)
+        with pytest.raises(DeliveryError) as wrong:
+            send_smtp(msg, get_settings())
+        assert "SMTPAuthenticationError" in str(wrong.value)
+        assert "stale-pass" not in str(wrong.value) and "block-pass" not in str(wrong.value)
+
+        monkeypatch.setenv("CSTOWATCH_SMTP_PASSWORD_BLOCK", "no-such-block")
+        get_settings.cache_clear()
+        with pytest.raises(DeliveryError, match="'no-such-block' could not be loaded"):
+            send_smtp(msg, get_settings())
+    finally:
+        controller.stop()
+    assert len(handler.messages) == 1
