@@ -234,6 +234,39 @@ def share_interval(mass: float, n: float) -> list[float]:
     return [round(float(low), 4), round(float(high), 4)]
 
 
+def share_intervals(
+    mass: np.ndarray, confusion: np.ndarray | None, phi: float | None
+) -> list[list[float]]:
+    """95% intervals of one window's class shares, confusion-corrected when ``confusion`` is
+    given. The raw masses vary like phi x multinomial (the model of the test); the correction
+    is linear (A = C^-T), so the shares' covariance is A S A^T / n with S = phi (diag pi - pi
+    pi^T). Correcting widens the interval: undoing a 70%-accurate classifier's dilution also
+    amplifies its noise. Each share gets a Jeffreys interval on its effective sample size
+    t (1 - t) / var, which keeps it inside [0, 1]."""
+    mass = np.asarray(mass, dtype=float)
+    n = float(mass.sum())
+    if n <= 0:
+        return [[0.0, 1.0] for _ in mass]
+    phi = phi if phi is not None and np.isfinite(phi) and phi > 0 else 1.0
+    pi = mass / n
+    cov = phi * (np.diag(pi) - np.outer(pi, pi)) / n
+    shares = pi
+    if confusion is not None:
+        c = np.asarray(confusion, dtype=float)
+        c = c / c.sum(axis=1, keepdims=True)
+        try:
+            a = np.linalg.inv(c.T)
+        except np.linalg.LinAlgError:
+            a = np.eye(len(mass))
+        cov = a @ cov @ a.T
+        shares = correct_for_confusion(mass, c) / n
+    out = []
+    for t, var in zip(np.clip(shares, 0.0, 1.0), np.diag(cov), strict=True):
+        n_eff = t * (1 - t) / var if var > 0 and 0 < t < 1 else n / phi
+        out.append(share_interval(float(t * n_eff), float(n_eff)))
+    return out
+
+
 def severity(effect: float, q: float) -> str:
     if effect >= 0.20 and q < 0.001:
         return "high"
@@ -319,14 +352,12 @@ def evaluate(groups: dict[tuple[str, str], GroupDays], cfg: ShiftConfig) -> list
         test.shares_before = {
             lab: round(float(v), 4) for lab, v in zip(LABELS, before, strict=True)
         }
-        test.ci_after = {
-            lab: share_interval(float(window[i]), float(window.sum()))
-            for i, lab in enumerate(LABELS)
-        }
-        test.ci_before = {
-            lab: share_interval(float(baseline[i]), float(baseline.sum()))
-            for i, lab in enumerate(LABELS)
-        }
+        test.ci_after = dict(
+            zip(LABELS, share_intervals(mw, confusion, test.dispersion), strict=True)
+        )
+        test.ci_before = dict(
+            zip(LABELS, share_intervals(mb, confusion, test.dispersion), strict=True)
+        )
     tested = [t for t in results if t.kind == "stance" and t.p_value is not None]
     for test, q in zip(tested, benjamini_hochberg([t.p_value for t in tested]), strict=True):  # type: ignore[misc]
         test.q_value = q
