@@ -311,10 +311,21 @@ def demo(
     as_of: Annotated[str, typer.Option("--as-of", help="The demo's fixed day")] = "2026-11-29",
     db: Annotated[Path, typer.Option("--db")] = Path("data/demo.duckdb"),
     outbox: Annotated[Path | None, typer.Option(help="Where alert .eml files go")] = None,
+    fresh: Annotated[
+        bool,
+        typer.Option(
+            help="Start from an empty database (the demo web is served on a new port each "
+            "time, so its URLs would be new to a kept database)"
+        ),
+    ] = True,
 ) -> None:
     """Serve the bundled demo web on 127.0.0.1 and run the monitor flow on it once."""
     from flows.demo import run_demo
 
+    if fresh and db.exists():
+        for path in (db, db.with_name(db.name + ".wal")):
+            path.unlink(missing_ok=True)
+        console.print(f"Starting from an empty {db} (--keep reuses it)")
     result = run_demo(db=db, as_of=date.fromisoformat(as_of), outbox=outbox, console=console)
     print_run_summary(result)
     print_stance_summary(db)
@@ -331,6 +342,9 @@ def train(
     data: Annotated[Path | None, typer.Option(help="Training JSON lines")] = None,
     out: Annotated[Path | None, typer.Option(help="Model directory to write")] = None,
     dev: Annotated[Path | None, typer.Option(help="Dev split scored for the model card")] = None,
+    char_ngrams: Annotated[
+        bool, typer.Option(help="Mix in the character n-gram head (weight chosen by CV)")
+    ] = True,
 ) -> None:
     """Train the stance head and relevance gate; write the head and its model card."""
     from nlp.stance import BUNDLED_MODEL, StanceModel
@@ -338,7 +352,7 @@ def train(
     from nlp.train import train as train_head
 
     target = out or BUNDLED_MODEL
-    train_head(data or TRAIN_PATH, target, log=lambda m: err.print(m))
+    train_head(data or TRAIN_PATH, target, char_ngrams=char_ngrams, log=lambda m: err.print(m))
     model = StanceModel(target)
     dev_path = dev or DEV_PATH
     report = evaluate(model, dev_path)

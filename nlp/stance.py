@@ -1,7 +1,8 @@
 """The stance classifier: one small class with one public call, ``predict(texts)``.
 
-A saved model is a directory with ``config.json`` (labels, temperature, encoder, card) and
-``head.npz`` (the linear stance head and the relevance gate). Labels travel with the model.
+A saved model is a directory with ``config.json`` (labels, temperature, mixing weight, encoder,
+card) and ``head.npz`` (the linear stance head on e5 embeddings, the optional character n-gram
+head of :mod:`nlp.charngrams`, and the relevance gate). Labels travel with the model.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from nlp import lexicon
+from nlp.charngrams import CharNgramHead
 from nlp.encoder import Encoder, get_encoder
 
 BUNDLED_MODEL = Path(str(files("nlp") / "model"))
@@ -87,6 +89,8 @@ class StanceModel:
             self.W, self.b = head["W"], head["b"]
             self.rel_w, self.rel_b = head["rel_w"], float(head["rel_b"])
             self.centroids = head["centroids"]
+            self.char_head = CharNgramHead.from_arrays(head)
+        self.e5_weight = float(self.config.get("e5_weight", 1.0)) if self.char_head else 1.0
         self.encoder = encoder or get_encoder()
         self.model_id = (
             f"{self.encoder.model_id}+head-{hashlib.sha256(head_bytes).hexdigest()[:12]}"
@@ -94,7 +98,10 @@ class StanceModel:
 
     def _scores(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         embeddings = self.encoder.embed(texts)
-        probs = softmax(embeddings @ self.W.T + self.b, self.temperature)
+        logits = embeddings @ self.W.T + self.b
+        if self.char_head is not None:
+            logits = self.e5_weight * logits + (1 - self.e5_weight) * self.char_head.logits(texts)
+        probs = softmax(logits, self.temperature)
         rel = sigmoid(
             relevance_features(embeddings, texts, self.centroids) @ self.rel_w + self.rel_b
         )
@@ -112,6 +119,7 @@ class StanceModel:
             "encoder_id": self.encoder.model_id,
             "labels": list(self.labels),
             "temperature": self.temperature,
+            "e5_weight": self.e5_weight,
             "relevance_threshold": self.relevance_threshold,
             "article_relevance_threshold": self.article_relevance_threshold,
             "model_dir": str(self.dir),
