@@ -1,25 +1,37 @@
-"""Warehouse benchmark: 1,000,000 synthetic articles with stance predictions.
+"""Warehouse benchmark: 1,000,000 synthetic articles with predictions, loaded the pipeline's way.
 
-    .venv/bin/python bench/warehouse.py            # BENCH_ROWS=1000000 BENCH_FTS_ROWS=100000
+    .venv/bin/python bench/warehouse.py                  # 1,000,000 articles, FTS on 100,000
+    .venv/bin/python bench/warehouse.py --rows 50000     # a quick run
 
-Steps (everything in a temporary directory, removed at the end):
+(``BENCH_ROWS`` and ``BENCH_FTS_ROWS`` set the defaults of ``--rows`` and ``--fts-rows``.)
+Steps (everything in a temporary directory, removed at the end unless ``--keep``):
 
-1. generate the articles and their article-level predictions with DuckDB SQL (vectorised, no
-   Python loop per row) into Parquet chunks of 100,000 rows, like batch files;
-2. load them through the real schema into a file database created by ``warehouse.db.connect``
-   (migrations, primary keys, unique url), one transaction per chunk; the bulk path
-   (``insert ... select from read_parquet``) is what is timed as the load rate. For comparison
-   the pipeline's row-by-row ``load_batch`` (MinHash story clustering per article) is timed on
-   a small batch in a separate database;
-3. time the analyst views: all of ``daily_stance`` materialised (fetched to Arrow), the
-   ``weekly_stance`` rows of one outlet, a 30-day ``relevant_articles`` filter;
-4. build the full-text indexes with ``rebuild_search_index`` on a BENCH_FTS_ROWS subset (1M
+1. generate the articles with DuckDB SQL (vectorised, no Python loop per row) as JSON-lines
+   batch files of 100,000 article records each, the records collection writes (1% are exact
+   copies of another outlet's text at their own URL), and the classifier results for them;
+2. load them through the pipeline's own path into a file database created by
+   ``warehouse.db.connect``: per batch ``read_batch`` + ``load_batch`` (validation, content
+   hashes, exact-duplicate detection, MinHash story clustering, one transaction), then per
+   100,000 results ``store_scores`` (validation, predictions, the ``stance_daily`` refresh of
+   the days touched), then a checkpoint. That is the load rate, 2 rows (article + prediction)
+   per article. Reloading one batch checks idempotency and times it;
+3. time what the pipeline pays per call on the full database: ``load_batch`` of 50 new
+   articles, ``store_scores`` of one 32-result chunk (the pipeline's CLASSIFY_CHUNK, with its
+   ``stance_daily`` refresh), and ``refresh_daily`` (the full rebuild every run starts with);
+4. time the analyst reads: all of ``daily_stance`` fetched, the ``weekly_stance`` rows of one
+   outlet, a 31-day ``relevant_articles`` filter (after checking ``stance_daily`` equals the
+   live aggregate);
+5. build the full-text indexes with ``rebuild_search_index`` on a --fts-rows subset (1M
    documents on 2 cores is several minutes) and time ``search`` for a few queries;
-5. report database size, peak memory (ru_maxrss) and a markdown table.
+6. report database size, peak memory (ru_maxrss) and a markdown table with the 1-minute load
+   average next to each figure: on a shared machine wall time depends on the load, CPU time
+   (all threads) much less.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import resource
 import shutil
@@ -28,6 +40,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 # run as a script, bench/ is sys.path[0] and this file would shadow the `warehouse` package
@@ -38,16 +51,21 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import duckdb  # noqa: E402
 
-from warehouse.db import connect, transaction  # noqa: E402
-from warehouse.load import load_batch, upsert_sources  # noqa: E402
-from warehouse.predictions import register_model  # noqa: E402
+from warehouse.db import connect  # noqa: E402
+from warehouse.load import (  # noqa: E402
+    STORY_LOOKBACK,
+    _story_index,
+    load_batch,
+    read_batch,
+    upsert_sources,
+)
+from warehouse.predictions import refresh_daily, register_model, store_scores  # noqa: E402
 from warehouse.search import rebuild_search_index, search  # noqa: E402
 
-N = int(os.environ.get("BENCH_ROWS", "1000000"))
-FTS_N = min(N, int(os.environ.get("BENCH_FTS_ROWS", "100000")))
 CHUNK = 100_000
 N_SOURCES = 20
 MODEL = "bench-model"
+PIPELINE_CHUNK = 32  # flows.stages.CLASSIFY_CHUNK
 
 # outlets 0-7 Russian, 8-11 Kazakh, 12-15 English, 16-17 French, 18-19 mixed
 SOURCES = [
@@ -92,11 +110,14 @@ select * from ranked;
 create or replace table vocab_size as select lang, count(*) as v from vocab group by lang;
 """
 
+# Article i of outlet i % 20; every 100th article (i % 100 = 1) is an exact copy of the text of
+# article i - 1 (another outlet's wire copy), which the load must mark as a duplicate.
 GENERATE = """
 create or replace table gen as
 with base as (
     select
         i,
+        case when i % 100 = 1 then i - 1 else i end as t,
         i % 20 as src,
         case when i % 20 < 8 then 'ru' when i % 20 < 12 then 'kk' when i % 20 < 16 then 'en'
              when i % 20 < 18 then 'fr' else ['ru', 'kk', 'en', 'fr'][1 + (i // 20) % 4] end
@@ -106,80 +127,85 @@ with base as (
         (hash(i, 'u3') % 10000) / 10000.0 as u3
     from range($lo, $hi) t(i)
 ),
+texts_of as (
+    select i as t, lang from base
+    union
+    select t, lang from (select b.t, p.lang from base b join base p on p.i = b.t)
+),
 draws as (
-    select b.i, b.lang, r.j,
-        1 + floor(vs.v * pow((hash(b.i, r.j) % 100000) / 100000.0, 2.5))::int as k
-    from base b join vocab_size vs using (lang), range(25) r(j)
+    select x.t, x.lang, r.j,
+        1 + floor(vs.v * pow((hash(x.t, r.j) % 100000) / 100000.0, 2.5))::int as k
+    from texts_of x join vocab_size vs using (lang), range(25) r(j)
 ),
 words as (
-    select d.i, string_agg(v.w, ' ' order by d.j) as text
+    select d.t, string_agg(v.w, ' ' order by d.j) as text
     from draws d join vocab v using (lang, k)
-    group by d.i
-),
-texts as (
-    select b.*, w.text from base b join words w using (i)
+    group by d.t
 )
 select
-    md5(i::varchar) as article_id,
-    'outlet-' || lpad(src::varchar, 2, '0') as source_id,
-    'https://outlet-' || lpad(src::varchar, 2, '0') || '.example/news/' || i as url,
-    null::varchar as canonical_url,
-    array_to_string(string_split(text, ' ')[1:6], ' ') as title,
-    text,
-    lang,
-    lang as lang_declared,
-    case when i % 20 = 7 then null else
+    b.i,
+    md5(b.i::varchar) as article_id,
+    'outlet-' || lpad(b.src::varchar, 2, '0') as source_id,
+    'https://outlet-' || lpad(b.src::varchar, 2, '0') || '.example/news/' || b.i as url,
+    array_to_string(string_split(w.text, ' ')[1:6], ' ') as title,
+    w.text,
+    b.lang,
+    case when b.i % 20 = 7 then null else
         timestamptz '2024-01-01 00:00:00+00'
-        + to_seconds((i * 63072000 // $n) + hash(i) % 3600) end as published_at,
-    timestamptz '2024-01-01 02:00:00+00' + to_seconds(i * 63072000 // $n) as fetched_at,
-    sha256(text) as content_sha256,
-    md5((i - i % 3)::varchar) as story_id,
-    case when i % 100 = 1 then md5((i - 1)::varchar) end as duplicate_of,
-    'bench' as extractor,
-    'feed' as via,
-    25 as word_count,
-    'bench-' || (i // 100000) as run_id,
-    -- the article-level prediction
-    u1 * (case when src < 8 then 0.8 when src < 12 then 0.3 else 0.5 end) as p_pro_russian,
-    u3 < 0.8 as relevant,
-    u2,
-    u3
-from texts
+        + to_seconds((b.i * 63072000 // $n) + hash(b.i) % 3600) end as published_at,
+    timestamptz '2024-01-01 02:00:00+00' + to_seconds(b.i * 63072000 // $n) as fetched_at,
+    b.u1 * (case when b.src < 8 then 0.8 when b.src < 12 then 0.3 else 0.5 end) as p_pro_russian,
+    b.u3 < 0.8 as relevant,
+    b.u2,
+    b.u3
+from base b join words w using (t)
 """
 
-PREDICT = """
-create or replace table gen_pred as
+# The records collection writes (crawlers/collect.py), one batch file per chunk.
+ARTICLE_RECORDS = """
+select
+    'article' as kind,
+    'ok' as status,
+    article_id,
+    source_id,
+    url,
+    url as canonical_url,
+    title,
+    text,
+    lang,
+    strftime(published_at, '%Y-%m-%dT%H:%M:%S+00:00') as published,
+    strftime(fetched_at, '%Y-%m-%dT%H:%M:%S+00:00') as fetched_at,
+    'bench' as extractor,
+    'feed' as via
+from gen
+order by i
+"""
+
+# What score_chunk hands store_scores: the article-level prediction, no passages.
+RESULTS = """
 with p as (
-    select article_id, lang, relevant, u3, p_pro_russian,
+    select i, article_id, lang, relevant, u3, p_pro_russian,
         (1 - p_pro_russian) * u2 * 0.7 as p_pro_kazakh
     from gen
 )
 select
-    $model as model_id,
     article_id,
-    -1 as passage_idx,
+    lang,
+    []::varchar[] as passages,
     case when not relevant then null
          when p_pro_russian >= greatest(p_pro_kazakh, 1 - p_pro_russian - p_pro_kazakh)
             then 'pro_russian'
          when p_pro_kazakh >= 1 - p_pro_russian - p_pro_kazakh then 'pro_kazakh'
          else 'neutral' end as label,
-    p_pro_russian,
-    1 - p_pro_russian - p_pro_kazakh as p_neutral,
-    p_pro_kazakh,
+    struct_pack(pro_russian := p_pro_russian, neutral := 1 - p_pro_russian - p_pro_kazakh,
+                pro_kazakh := p_pro_kazakh) as probs,
     case when relevant then 0.5 + u3 / 2 else u3 / 2 end as relevance,
     relevant,
-    lang,
-    null::double as weight,
-    false as quotes_other_side,
-    null::json as evidence,
-    now() as created_at
-from p;
+    []::varchar[] as evidence,
+    false as quotes_other_side
+from p
+order by i
 """
-
-ARTICLE_COLUMNS = (
-    "article_id, source_id, url, canonical_url, title, text, lang, lang_declared, published_at, "
-    "fetched_at, content_sha256, story_id, duplicate_of, extractor, via, word_count, run_id"
-)
 
 
 def cpu_seconds() -> float:
@@ -188,17 +214,26 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def load_average() -> float:
+    return os.getloadavg()[0]
+
+
 class Clock:
-    """Wall and CPU seconds of a block. On a shared machine wall time depends on the load;
-    CPU seconds (summed over DuckDB's threads) do not, much: wall ≈ CPU / cores when idle."""
+    """Wall and CPU seconds of a block, and the 1-minute load average at its end. On a shared
+    machine wall time depends on the load; CPU seconds (summed over DuckDB's threads) do not,
+    much: wall ≈ CPU / cores when idle."""
+
+    def __init__(self) -> None:
+        self.wall = self.cpu = self.load = 0.0
 
     def __enter__(self) -> Clock:
         self.wall0, self.cpu0 = time.perf_counter(), cpu_seconds()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.wall = time.perf_counter() - self.wall0
-        self.cpu = cpu_seconds() - self.cpu0
+        self.wall += time.perf_counter() - self.wall0
+        self.cpu += cpu_seconds() - self.cpu0
+        self.load = load_average()
 
     def __str__(self) -> str:
         return f"{self.wall:.2f} s (CPU {self.cpu:.2f} s)"
@@ -214,7 +249,7 @@ def timed(fn, repeat: int = 3) -> tuple[Clock, Clock, object]:  # type: ignore[n
     return clocks[0], min(clocks, key=lambda c: c.wall), result
 
 
-def generate(work: Path) -> None:
+def generate(work: Path, n: int) -> None:
     gen = duckdb.connect()
     gen.execute("set TimeZone = 'UTC'")
     gen.execute("create table syllables (lang varchar, syl varchar[], real varchar[])")
@@ -222,132 +257,176 @@ def generate(work: Path) -> None:
         gen.execute("insert into syllables values (?, ?, ?)",
                     [lang, syl.split(), REAL_WORDS[lang].split()])
     gen.execute(VOCAB)
-    for lo in range(0, N, CHUNK):
-        hi = min(N, lo + CHUNK)
-        gen.execute(GENERATE, {"lo": lo, "hi": hi, "n": N})
-        gen.execute(PREDICT, {"model": MODEL})
-        gen.execute(f"copy (select {ARTICLE_COLUMNS} from gen) to "  # noqa: S608 - constants
-                    f"'{work}/articles_{lo:08d}.parquet' (format parquet)")
-        gen.execute(f"copy gen_pred to '{work}/predictions_{lo:08d}.parquet' (format parquet)")
+    for lo in range(0, n, CHUNK):
+        gen.execute(GENERATE, {"lo": lo, "hi": min(n, lo + CHUNK), "n": n})
+        gen.execute(f"copy ({ARTICLE_RECORDS}) to '{work}/batch_{lo:08d}.jsonl' "  # noqa: S608
+                    f"(format json)")
+        gen.execute(f"copy ({RESULTS}) to '{work}/results_{lo:08d}.jsonl' (format json)")
     gen.close()
 
 
-def bulk_load(con: duckdb.DuckDBPyConnection, work: Path) -> None:
-    for lo in range(0, N, CHUNK):
-        with transaction(con):
-            con.execute(f"insert into articles ({ARTICLE_COLUMNS}) "  # noqa: S608 - constants
-                        f"select * from read_parquet('{work}/articles_{lo:08d}.parquet')")
-            con.execute("insert into stance_predictions select * from "  # noqa: S608
-                        f"read_parquet('{work}/predictions_{lo:08d}.parquet')")
-
-
-def row_by_row_load(work: Path, db: Path, n: int) -> float:
-    """The pipeline's own load_batch (validation, MinHash story index) on ``n`` new articles
-    added to the database at ``db``; articles per second."""
-    con = connect(db)
-    upsert_sources(con, SOURCES)
-    rows = con.execute(
-        f"select 'x' || article_id[2:], source_id, url || '-new', title, "  # noqa: S608
-        f"text || ' ' || article_id, lang, "
-        f"strftime(published_at, '%Y-%m-%dT%H:%M:%S+00:00') as published, "
-        f"strftime(now(), '%Y-%m-%dT%H:%M:%S+00:00') as fetched_at "
-        f"from read_parquet('{work}/articles_00000000.parquet') limit {n}"
-    ).fetchall()
-    columns = ["article_id", "source_id", "url", "title", "text", "lang", "published",
-               "fetched_at"]
-    batch = [dict(zip(columns, r, strict=True), kind="article", status="ok", via="feed",
-                  extractor="bench", _line=k) for k, r in enumerate(rows, 1)]
-    with Clock() as clock:
-        report = load_batch(con, batch, "bench-rows")
-    con.close()
-    assert report.added == n, report
-    return n / clock.wall
+def read_results(path: Path) -> list[dict[str, Any]]:
+    with path.open(encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle]
 
 
 def disk_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
 
 
+def rate(count: int, clock: Clock, unit: str) -> str:
+    return (f"{clock}: {count / clock.wall:,.0f} {unit}/s "
+            f"({count / clock.cpu:,.0f} per CPU-second)")
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=int(os.environ.get("BENCH_ROWS", "1000000")),
+                        help="articles to generate and load (default 1,000,000)")
+    parser.add_argument("--fts-rows", type=int,
+                        default=int(os.environ.get("BENCH_FTS_ROWS", "100000")),
+                        help="articles in the full-text search subset (default 100,000)")
+    parser.add_argument("--keep", action="store_true", default=bool(os.environ.get("BENCH_KEEP")),
+                        help="keep the temporary directory (batches and databases)")
+    args = parser.parse_args()
+    n, fts_n = args.rows, min(args.rows, args.fts_rows)
+    chunks = [lo for lo in range(0, n, CHUNK)]
+
     work = Path(tempfile.mkdtemp(prefix="cstowatch-bench-"))
-    figures: list[tuple[str, str, str]] = []
-    load_before = os.getloadavg()[0]
+    figures: list[tuple[str, str, float, str]] = []
+
+    def figure(name: str, value: str, clock: Clock | None = None, target: str = "") -> None:
+        figures.append((name, value, clock.load if clock else load_average(), target))
+        print(f"  {name}: {value}", flush=True)
+
+    load_start = load_average()
     try:
-        print(f"generating {N:,} articles + predictions in {work} ...", flush=True)
+        print(f"generating {n:,} articles + classifier results in {work} ...", flush=True)
         with Clock() as gen:
-            generate(work)
-        print(f"  {gen}", flush=True)
-        figures.append((f"generate {N:,} articles + predictions (SQL → Parquet)", str(gen), ""))
+            generate(work, n)
+        figure(f"generate {n:,} article records + results (SQL → JSON lines)", str(gen), gen)
 
         db = work / "bench.duckdb"
         con = connect(db)
         upsert_sources(con, SOURCES)
         register_model(con, {"model_id": MODEL, "encoder_id": "synthetic", "labels":
                              ["pro_russian", "neutral", "pro_kazakh"], "card": {}}, "0" * 64)
-        with Clock() as load:
-            bulk_load(con, work)
-            con.execute("checkpoint")
-        n_articles = con.execute("select count(*) from articles").fetchone()[0]  # type: ignore[index]
-        n_preds = con.execute("select count(*) from stance_predictions").fetchone()[0]  # type: ignore[index]
-        assert n_articles == N and n_preds == N
-        rate = N / load.wall
-        print(f"loaded {N:,} articles + {N:,} predictions: {load} = {rate:,.0f} articles/s, "
-              f"{2 * N / load.wall:,.0f} rows/s", flush=True)
-        figures.append(("bulk load: articles + predictions, 100k-row transactions, checkpoint",
-                        f"{load}: {rate:,.0f} articles/s = {2 * N / load.wall:,.0f} rows/s "
-                        f"({2 * N / load.cpu:,.0f} rows per CPU-second)",
-                        "> 50,000 rows/s"))
-        size = disk_size(db)
-        figures.append(("database size on disk", f"{size / 2**20:,.0f} MiB "
-                        f"({size / N:,.0f} B/article)", ""))
 
+        read, load, store, checkpoint = Clock(), Clock(), Clock(), Clock()
+        added = duplicates = 0
+        for lo in chunks:
+            with read:
+                rows = read_batch(work / f"batch_{lo:08d}.jsonl")
+            with load:
+                report = load_batch(con, rows, f"bench-{lo // CHUNK}")
+            assert not report.rejected, report.rejected[:3]
+            added, duplicates = added + report.added, duplicates + report.duplicates
+            print(f"  batch {lo // CHUNK}: {load} so far, load average {load.load:.1f}",
+                  flush=True)
+        del rows
+        for lo in chunks:
+            results = read_results(work / f"results_{lo:08d}.jsonl")
+            with store:
+                rejected = store_scores(con, MODEL, results)
+            assert not rejected, rejected[:3]
+            print(f"  results {lo // CHUNK}: {store} so far, load average {store.load:.1f}",
+                  flush=True)
+        del results
+        with checkpoint:
+            con.execute("checkpoint")
+        n_articles, n_dups = con.execute(  # type: ignore[misc]
+            "select count(*), count(duplicate_of) from articles").fetchone()
+        n_preds = con.execute("select count(*) from stance_predictions").fetchone()[0]  # type: ignore[index]
+        assert n_articles == added == n and n_preds == n, (n_articles, added, n_preds)
+        assert n_dups == len(range(1, n, 100)), n_dups
+
+        total = Clock()
+        for part in (read, load, store, checkpoint):
+            total.wall, total.cpu = total.wall + part.wall, total.cpu + part.cpu
+        total.load = load_average()
+        figure("load: `read_batch` + `load_batch` + `store_scores` + checkpoint, "
+               "100k-row batches (2 rows per article)", rate(2 * n, total, "rows"), total,
+               "> 50,000 rows/s")
+        figure(f"… `read_batch` (JSON lines, {n:,} records)", rate(n, read, "records"), read)
+        figure(f"… `load_batch` ({n:,} articles, {n_dups:,} exact duplicates found)",
+               rate(n, load, "articles"), load)
+        figure(f"… `store_scores` ({n:,} predictions, with the `stance_daily` refresh)",
+               rate(n, store, "predictions"), store)
+        figure("… checkpoint", str(checkpoint), checkpoint)
+
+        again = read_batch(work / "batch_00000000.jsonl")
+        with Clock() as reload:
+            report = load_batch(con, again, "bench-again")
+        assert report.added == 0 and report.duplicates == len(again), report
+        del again
+        figure(f"reload of a stored {min(n, CHUNK):,}-article batch (adds nothing)", str(reload),
+               reload)
+
+        size = disk_size(db)
+        figure("database size on disk", f"{size / 2**20:,.0f} MiB ({size / n:,.0f} B/article)")
+
+        # what the pipeline pays per call on the full database
+        since = con.execute("select max(fetched_at) from articles").fetchone()[0] - STORY_LOOKBACK  # type: ignore[index]
+        small = [dict(r, article_id="x" + r["article_id"][1:], url=r["url"] + "-new",
+                      fetched_at="2026-11-01T00:00:00+00:00", _line=k)
+                 for k, r in enumerate(read_batch(work / "batch_00000000.jsonl")[:50], 1)]
+        with Clock() as small_load:
+            report = load_batch(con, small, "bench-small")
+        assert report.added == len(small), report
+        figure(f"`load_batch` of {len(small)} new articles into the {n:,}-article database",
+               str(small_load), small_load)
+        # The synthetic articles are older than STORY_LOOKBACK, so the loads above found no
+        # story candidates; a live database has 30 days of them, read by every load that adds.
+        with Clock() as candidates:
+            index = _story_index(con, since)
+        figure(f"story index of the last 30 days ({len(index.story_of):,} candidates), built by "
+               "every `load_batch` that adds an article", str(candidates), candidates)
+        del index
+        chunk = [dict(r, article_id=a["article_id"]) for r, a in zip(
+            read_results(work / "results_00000000.jsonl")[:PIPELINE_CHUNK], small, strict=False)]
+        with Clock() as small_store:
+            store_scores(con, MODEL, chunk)
+        figure(f"`store_scores` of one {PIPELINE_CHUNK}-result chunk (refreshes its days of "
+               "`stance_daily`)", str(small_store), small_store)
+        with Clock() as refresh:
+            refresh_daily(con)
+        figure("`refresh_daily`: full rebuild of `stance_daily` (every run starts with it)",
+               str(refresh), refresh)
+
+        live = con.execute("select count(*), sum(n_articles), sum(mass_pro_russian) "
+                           "from daily_stance_live").fetchone()
+        table = con.execute("select count(*), sum(n_articles), sum(mass_pro_russian) "
+                            "from daily_stance").fetchone()
+        assert live and table and live[:2] == table[:2] and abs(live[2] - table[2]) < 1e-6
         cold, warm, daily = timed(lambda: con.execute("select * from daily_stance").fetchnumpy())
         n_daily = len(daily["day"])  # type: ignore[index]
-        figures.append((f"all of `daily_stance` ({n_daily:,} rows) fetched",
-                        f"{warm} (first {cold.wall:.2f} s)", "< 1 s"))
+        figure(f"all of `daily_stance` ({n_daily:,} rows) fetched",
+               f"{warm} (first {cold.wall:.3f} s)", warm, "< 1 s")
         cold, warm, weekly = timed(lambda: con.execute(
             "select * from weekly_stance where source_id = 'outlet-03' order by week"
         ).fetchall())
-        figures.append((f"`weekly_stance` of one outlet ({len(weekly):,} weeks)",  # type: ignore[arg-type]
-                        f"{warm} (first {cold.wall:.2f} s)", "< 1 s"))
+        figure(f"`weekly_stance` of one outlet ({len(weekly):,} rows)",  # type: ignore[arg-type]
+               f"{warm} (first {cold.wall:.3f} s)", warm, "< 1 s")
         cold, warm, _ = timed(lambda: con.execute(
             "select lang, count(*), avg(p_pro_russian) from relevant_articles "
             "where day >= date '2025-12-01' group by lang").fetchall())
-        figures.append(("`relevant_articles`, last 31 days by language",
-                        f"{warm} (first {cold.wall:.2f} s)", "< 1 s"))
-        # the fix if the views are too slow: a daily table refreshed after each scoring run
-        with Clock() as refresh:
-            con.execute("create or replace temp table stance_daily as select * from daily_stance")
-        _, warm, _ = timed(lambda: con.execute("select * from stance_daily").fetchnumpy())
-        _, warm_w, _ = timed(lambda: con.execute(
-            "select cast(date_trunc('week', day) as date) as week, lang, sum(n_articles), "
-            "sum(mass_pro_russian) / sum(n_articles) from stance_daily "
-            "where source_id = 'outlet-03' group by all order by week").fetchall())
-        figures.append(("materialised daily table: refresh / read all / one outlet weekly",
-                        f"{refresh} / {warm.wall:.3f} s / {warm_w.wall:.3f} s", "< 1 s"))
+        figure("`relevant_articles`, last 31 days by language",
+               f"{warm} (first {cold.wall:.3f} s)", warm, "")
         con.close()
-
-        empty_rate = row_by_row_load(work, work / "rows.duckdb", 1000)
-        full_rate = row_by_row_load(work, db, 200)
-        figures.append(("pipeline `load_batch` (row by row, MinHash story index)",
-                        f"{empty_rate:,.0f} articles/s into an empty database (1,000), "
-                        f"{full_rate:,.0f} articles/s into the {N:,}-article one (200)",
-                        "(for comparison)"))
 
         fts_db = work / "fts.duckdb"
         fts = connect(fts_db)
         upsert_sources(fts, SOURCES)
         fts.execute(f"attach '{db}' as src (read_only)")
-        step = max(1, N // FTS_N)
+        step = max(1, n // fts_n)
         fts.execute(f"insert into articles select * from src.articles "  # noqa: S608 - constants
-                    f"where hash(article_id) % {step} = 0 limit {FTS_N}")
+                    f"where hash(article_id) % {step} = 0 limit {fts_n}")
         fts.execute("detach src")
         n_fts = fts.execute("select count(*) from articles").fetchone()[0]  # type: ignore[index]
         with Clock() as build:
             per_lang = rebuild_search_index(fts)
-        figures.append((f"`rebuild_search_index` on a {n_fts:,}-article subset "
-                        f"({', '.join(f'{k} {v:,}' for k, v in per_lang.items() if v)})",
-                        str(build), ""))
+        figure(f"`rebuild_search_index` on a {n_fts:,}-article subset "
+               f"({', '.join(f'{k} {v:,}' for k, v in per_lang.items() if v)})", str(build), build)
         best: dict[str, Clock] = {}
         for query in ("санкции ОДКБ", "Қазақстан қауіпсіздік", "sécurité OTSC",
                       "secretary general", "sanctions"):
@@ -356,27 +435,27 @@ def main() -> None:
             print(f"  search {query!r}: {fastest}, {len(hits)} hits")  # type: ignore[arg-type]
         walls = sorted(c.wall for c in best.values())
         cpus = sorted(c.cpu for c in best.values())
-        figures.append((f"`search` (all languages, limit 20) over {n_fts:,} articles, 5 queries",
-                        f"median {statistics.median(walls):.2f} s (CPU "
-                        f"{statistics.median(cpus):.2f} s), worst {walls[-1]:.2f} s", ""))
+        figure(f"`search` (all languages, limit 20) over {n_fts:,} articles, 5 queries",
+               f"median {statistics.median(walls):.2f} s (CPU {statistics.median(cpus):.2f} s), "
+               f"worst {walls[-1]:.2f} s")
         fts.close()
-        figures.append(("FTS database size (subset)", f"{disk_size(fts_db) / 2**20:,.0f} MiB", ""))
+        figure("FTS database size (subset)", f"{disk_size(fts_db) / 2**20:,.0f} MiB")
     finally:
-        if os.environ.get("BENCH_KEEP"):
+        if args.keep:
             print(f"kept {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    figures.append(("peak memory (ru_maxrss)", f"{peak:,.0f} MiB", ""))
-    figures.append(("machine load average (1 min) at start / end",
-                    f"{load_before:.1f} / {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores",
-                    "wall times assume an idle machine"))
+    figure("peak memory (ru_maxrss)", f"{peak:,.0f} MiB")
+    figure("machine load average (1 min) at start / end",
+           f"{load_start:.1f} / {load_average():.1f} on {os.cpu_count()} cores",
+           target="wall times assume an idle machine")
     print()
-    print(f"| measure ({N:,} articles) | wall (CPU) | target |")
-    print("| --- | --- | --- |")
-    for name, value, target in figures:
-        print(f"| {name} | {value} | {target} |")
+    print(f"| measure ({n:,} articles) | wall (CPU) | load avg | target |")
+    print("| --- | --- | --- | --- |")
+    for name, value, load_avg, target in figures:
+        print(f"| {name} | {value} | {load_avg:.1f} | {target} |")
 
 
 if __name__ == "__main__":

@@ -7,14 +7,16 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pytest
 
+from warehouse import db as db_module
 from warehouse import load as load_module
-from warehouse.db import DatabaseLocked, SchemaTooNew, connect, migrations
+from warehouse.db import DatabaseLocked, SchemaTooNew, connect, migrations, schema_version
 from warehouse.export import export_parquet
 from warehouse.load import LABELS, load_batch, upsert_sources
 from warehouse.predictions import register_model, store_scores
@@ -140,6 +142,42 @@ def test_newer_schema_is_refused(db_path: Path) -> None:
         connect(db_path)
 
 
+def test_migration_004_upgrades_a_database_at_003(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    every = migrations()
+    monkeypatch.setattr(db_module, "migrations", lambda: [m for m in every if m[0] <= 3])
+    con = connect(db_path)
+    upsert_sources(con, SOURCES)
+    load_batch(con, [article(1, text=WIRE), article(2, "src-kz", text=UNRELATED)], "run-1")
+    register_model(con, {"model_id": "m1", "encoder_id": "e5", "labels": list(LABELS),
+                         "card": {}}, "0" * 64)
+    store_scores(con, "m1", [prediction(f"{1:032x}"), prediction(f"{2:032x}", "pro_kazakh",
+                                                                  (0.1, 0.2, 0.7))])
+    indexes = "select index_name from duckdb_indexes() order by 1"
+    assert schema_version(con) == 3
+    assert con.execute(indexes).fetchall() == [("articles_content_sha256",)]
+    before = snapshot(con)
+    daily = con.execute("select * from stance_daily order by all").fetchall()
+    con.close()
+
+    monkeypatch.undo()
+    con = connect(db_path)
+    assert schema_version(con) == every[-1][0] >= 4
+    assert con.execute(indexes).fetchall() == []
+    assert snapshot(con) == before
+    assert con.execute("select * from stance_daily order by all").fetchall() == daily
+    # the upgraded data still deduplicates: by id, by URL and by text
+    same_url = dict(article(4), url=article(2, "src-kz")["url"])
+    report = load_batch(con, [article(1, text=WIRE), same_url,
+                              article(3, "src-fr", text=WIRE.upper())], "run-2")
+    assert (report.added, report.duplicates) == (1, 2)
+    assert con.execute(
+        "select duplicate_of, story_id from articles where article_id = ?", [f"{3:032x}"]
+    ).fetchone() == (f"{1:032x}", f"{1:032x}")
+    con.close()
+
+
 # --- loads --------------------------------------------------------------------------------------
 
 def test_loading_the_same_batch_twice_changes_nothing(con: duckdb.DuckDBPyConnection) -> None:
@@ -161,25 +199,30 @@ def test_a_crash_mid_load_leaves_the_previous_state(
     load_batch(con, [article(1), article(2)], "run-1")
     before = snapshot(con)
     batch = [article(i) for i in range(3, 9)]
+    batch.append({"kind": "feed_item", "feed_url": "https://vestnik.example/rss", "guid": "g3",
+                  "url": "https://vestnik.example/news/3", "title": "t", "published": None,
+                  "offsite": False, "seen_at": "2026-11-02T09:00:00+00:00", "_line": 9})
+    batch.append({"kind": "failure", "source_id": "src-ru", "url": "https://vestnik.example/x",
+                  "error": "timeout", "_line": 10})
 
-    real = load_module._insert_article
-    calls = {"n": 0}
+    real = load_module.run_script
+    written: list[int] = []
 
-    def crash_after_three(*args: Any, **kwargs: Any) -> bool:
-        calls["n"] += 1
-        if calls["n"] > 3:
-            raise OSError("disk full (simulated)")
-        return real(*args, **kwargs)
+    def crash_after_the_articles(c: duckdb.DuckDBPyConnection, name: str, params: Any) -> None:
+        real(c, name, params)
+        written.append(c.execute("select count(*) from articles").fetchone()[0])
+        raise OSError("disk full (simulated)")
 
-    monkeypatch.setattr(load_module, "_insert_article", crash_after_three)
+    monkeypatch.setattr(load_module, "run_script", crash_after_the_articles)
     with pytest.raises(OSError, match="simulated"):
         load_batch(con, batch, "run-2")
-    assert calls["n"] == 4  # three articles were inserted before the crash ...
-    assert snapshot(con) == before  # ... and rolled back with it
+    assert written == [8]  # the six articles were written before the crash ...
+    assert snapshot(con) == before  # ... and rolled back with the feed item and the event
+    assert con.execute("select count(*) from crawl_events").fetchone()[0] == 0
 
-    monkeypatch.setattr(load_module, "_insert_article", real)
+    monkeypatch.setattr(load_module, "run_script", real)
     report = load_batch(con, batch, "run-4")  # the rerun completes ...
-    assert report.added == 6
+    assert report.added == 6 and report.failed == 1
     n, distinct = con.execute("select count(*), count(distinct url) from articles").fetchone()
     assert n == distinct == 8  # ... without duplicates
 
@@ -188,6 +231,59 @@ def test_a_crash_mid_load_leaves_the_previous_state(
     assert report.added == 1
     assert report.rejected and "line 7" in report.rejected[0]
     assert "missing source_id" in report.rejected[0]
+
+
+def test_a_batch_loads_as_its_rows_would_one_by_one(tmp_path: Path) -> None:
+    """The set-wise load decides duplicates, originals and stories in batch order."""
+    now = datetime.now(UTC)  # recent, so that stored articles are story candidates
+
+    def at(hours: int) -> str:
+        return (now - timedelta(hours=hours)).isoformat()
+
+    stored = [article(20, fetched_at=at(30))]
+    batch = [
+        article(1, text=WIRE, fetched_at=at(5)),
+        article(2, "src-kz", text=REPUBLISHED, fetched_at=at(5)),  # near-duplicate of 1
+        article(3, "src-fr", text=UNRELATED, fetched_at=at(5)),
+        article(4, "src-kz", text=WIRE.upper(), fetched_at=at(4)),  # same text as 1
+        article(5, "src-kz", text=UNRELATED, fetched_at=at(10)),  # same text, fetched earlier
+        article(6, "src-fr", text=UNRELATED.lower(), fetched_at=at(1)),  # a copy of 5, first
+        dict(article(1, text=WIRE, fetched_at=at(5)), url="https://vestnik.example/amp/1"),
+        dict(article(7, "src-kz"), url=article(2, "src-kz")["url"]),  # URL seen, other id
+        article(8),
+        article(8),
+        article(9, text=article(20)["text"], fetched_at=at(2)),  # same text as a stored one
+        article(20, fetched_at=at(30)),  # stored
+    ]
+    outcomes = []
+    for name, batches in (("whole", [batch]), ("rows", [[row] for row in batch])):
+        con = connect(tmp_path / f"{name}.duckdb")
+        upsert_sources(con, SOURCES)
+        load_batch(con, stored, "run-0")
+        reports = [load_batch(con, b, "run-1") for b in batches]
+        outcomes.append((snapshot(con), sum(r.added for r in reports),
+                         sum(r.duplicates for r in reports)))
+        if name == "whole":
+            rows = dict(con.execute(
+                "select article_id, (story_id, duplicate_of) from articles").fetchall())
+        con.close()
+    assert outcomes[0] == outcomes[1]
+    assert outcomes[0][1:] == (8, 4)
+    a = {n: f"{n:032x}" for n in (1, 2, 3, 4, 5, 6, 8, 9, 20)}
+    assert rows[a[2]] == (a[1], None)
+    assert rows[a[4]] == (a[1], a[1])
+    assert rows[a[5]] == (a[3], a[3])
+    assert rows[a[6]] == (a[3], a[5])  # the first copy is the earliest fetched one
+    assert rows[a[9]] == (a[20], a[20])
+    assert rows[a[8]] == (a[8], None)
+
+
+def test_a_url_stored_under_another_id_stays_one_row(con: duckdb.DuckDBPyConnection) -> None:
+    # the id comes from the canonical URL, which may change between two fetches of one URL
+    load_batch(con, [article(1)], "run-1")
+    report = load_batch(con, [dict(article(2), url=article(1)["url"])], "run-2")
+    assert (report.added, report.duplicates) == (0, 1)
+    assert con.execute("select article_id from articles").fetchall() == [(f"{1:032x}",)]
 
 
 def test_bad_rows_are_rejected_by_name_and_the_rest_loads(
@@ -228,6 +324,33 @@ def test_bad_rows_are_rejected_by_name_and_the_rest_loads(
         "select article_id from stance_predictions where passage_idx = -1 order by 1"
     ).fetchall()
     assert stored == [(ids[0],), (f"{6:032x}",)]
+
+
+def test_storing_scores_twice_changes_nothing_and_keeps_the_daily_table_current(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    load_batch(con, [article(i, "src-ru" if i % 2 else "src-kz") for i in range(1, 5)], "run-1")
+    register_model(con, {"model_id": "m1", "encoder_id": "e5", "labels": list(LABELS),
+                         "card": {}}, "0" * 64)
+    ids = [f"{i:032x}" for i in range(1, 5)]
+    chunk = [prediction(ids[0], lang="ru"), prediction(ids[1], "pro_kazakh", (0.1, 0.2, 0.7)),
+             prediction(ids[2], relevant=False), prediction(ids[0], "pro_russian",
+                                                            (0.8, 0.1, 0.1), lang="kk")]
+    assert store_scores(con, "m1", chunk) == []
+    before = snapshot(con)
+    assert before["counts"]["stance_predictions"] == 6 and before["counts"]["passages"] == 3
+    # a result repeated in the chunk keeps its first prediction; the last language wins
+    assert con.execute(
+        "select label, lang from stance_predictions where article_id = ? and passage_idx = -1",
+        [ids[0]]).fetchone() == ("neutral", "ru")
+    assert con.execute("select lang from articles where article_id = ?",
+                       [ids[0]]).fetchone() == ("kk",)
+    assert store_scores(con, "m1", chunk) == []
+    assert snapshot(con) == before
+    daily = "select * from {} order by all"
+    assert con.execute(daily.format("stance_daily")).fetchall() == con.execute(
+        daily.format("daily_stance_live")).fetchall()
+    assert con.execute("select sum(n_articles) from daily_stance").fetchone() == (2,)
 
 
 def test_data_rules_hold_as_queries(con: duckdb.DuckDBPyConnection) -> None:

@@ -2,6 +2,13 @@
 
 A batch is the JSON-lines file that one source's collection wrote (see crawlers/collect.py).
 Bad rows are rejected with a message naming the row; the rest of the batch still loads.
+
+A batch is loaded set-wise: ``stage`` sorts and validates the rows (no database), one query
+per question reads the stored state the batch depends on (which of its ids and URLs are stored,
+the first stored copy of each of its texts), ``resolve`` makes the order-dependent decisions in
+one pass in batch order (the first copy of a URL or an id wins, the first copy of a text is the
+original of later ones, story clustering), and each table then gets one insert of all its new
+rows. The outcome is the one a row-by-row load in batch order would give.
 """
 
 from __future__ import annotations
@@ -9,14 +16,17 @@ from __future__ import annotations
 import base64
 import json
 from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import pandas as pd
 
-from warehouse.db import sql, transaction
+from warehouse.db import run_script, sql, transaction
 from warehouse.stories import StoryIndex, content_hash, signature
 
 STORY_LOOKBACK = timedelta(days=30)
@@ -44,6 +54,46 @@ RUN_COLUMNS = (
     "duration_s",
     "errors",
 )
+# The columns of the frames registered for the set-wise inserts (warehouse/sql/insert_*.sql),
+# with the pandas dtype each needs to reach DuckDB typed, nulls included.
+ARTICLE_FRAME = {
+    "article_id": "str",
+    "source_id": "str",
+    "url": "str",
+    "canonical_url": "str",
+    "title": "str",
+    "text": "str",
+    "lang_declared": "str",
+    "published_at": "ts",
+    "fetched_at": "ts",
+    "content_sha256": "str",
+    "story_id": "str",
+    "duplicate_of": "str",
+    "extractor": "str",
+    "via": "str",
+    "word_count": "int",
+    "signature": "list",
+    "raw_html": "bytes",
+}
+FEED_ITEM_FRAME = {
+    "pos": "int",
+    "feed_url": "str",
+    "guid": "str",
+    "url": "str",
+    "title": "str",
+    "published_at": "ts",
+    "offsite": "bool",
+    "first_seen_at": "ts",
+}
+EVENT_FRAME = {
+    "source_id": "str",
+    "url": "str",
+    "status": "str",
+    "http_status": "int",
+    "reason": "str",
+    "recorded_at": "ts",
+}
+_DTYPES = {"str": "string", "int": "Int64", "float": "Float64", "bool": "boolean"}
 
 
 @dataclass
@@ -54,6 +104,16 @@ class LoadReport:
     failed: int = 0
     rejected: list[str] = field(default_factory=list)
     counts: Counter = field(default_factory=Counter)
+
+
+@dataclass
+class StagedBatch:
+    """A batch sorted by destination table, validated, its dates parsed (see ``stage``)."""
+
+    feeds: list[dict[str, Any]] = field(default_factory=list)
+    feed_items: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    articles: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _ts(value: Any) -> datetime | None:
@@ -102,6 +162,34 @@ def validate_prediction(row: dict[str, Any]) -> str | None:
     return None
 
 
+def frame(rows: list[dict[str, Any]], columns: dict[str, str]) -> pd.DataFrame:
+    """``rows`` as a DataFrame DuckDB reads with the right types (None becomes NULL).
+
+    ``columns`` maps each column to str, int, float, bool, ts (datetimes, any UTC offset),
+    bytes or list (numpy arrays).
+    """
+    data: dict[str, Any] = {}
+    for name, kind in columns.items():
+        values = [row.get(name) for row in rows]
+        if kind == "ts":
+            data[name] = pd.to_datetime(pd.Series(values, dtype=object), utc=True)
+        else:
+            data[name] = pd.Series(values, dtype=_DTYPES.get(kind, object))
+    return pd.DataFrame(data)
+
+
+@contextmanager
+def registered(con: duckdb.DuckDBPyConnection, **frames: pd.DataFrame) -> Iterator[None]:
+    """Make each DataFrame queryable under its keyword's name for the duration of the block."""
+    for name, df in frames.items():
+        con.register(name, df)
+    try:
+        yield
+    finally:
+        for name in frames:
+            con.unregister(name)
+
+
 def upsert_sources(con: duckdb.DuckDBPyConnection, sources: list[dict[str, Any]]) -> None:
     now = datetime.now(UTC)
     for s in sources:
@@ -142,56 +230,146 @@ def _upsert_feed(con: duckdb.DuckDBPyConnection, f: dict[str, Any]) -> None:
     )
 
 
-def _insert_article(
-    con: duckdb.DuckDBPyConnection, row: dict[str, Any], index: StoryIndex, run_id: str
-) -> bool:
-    """Insert one article; False when its URL is already stored."""
-    exists = con.execute(
-        "select 1 from articles where article_id = ?", [row["article_id"]]
-    ).fetchone()
-    if exists:
-        return False
-    text = row["text"]
-    digest = content_hash(text)
-    twin = con.execute(sql("content_twin"), {"digest": digest}).fetchone()
-    values = signature(f"{row.get('title') or ''} {text}")
-    if twin:
-        duplicate_of, story = twin[0], twin[1]
-        index.add(row["article_id"], story, values)
-    else:
-        duplicate_of, story = None, index.assign(row["article_id"], values)
-    con.execute(
-        sql("insert_article"),
-        [
-            row["article_id"],
-            row["source_id"],
-            row["url"],
-            row.get("canonical_url"),
-            row.get("title"),
-            text,
-            row.get("lang"),
-            _ts(row.get("published")),
-            _ts(row.get("fetched_at")) or datetime.now(UTC),
-            digest,
-            story,
-            duplicate_of,
-            row.get("extractor") or "unknown",
-            row.get("via"),
-            len(text.split()),
-            run_id,
-        ],
+def _event(row: dict[str, Any], status: str, reason: str | None, now: datetime) -> dict[str, Any]:
+    return {
+        "source_id": row["source_id"],
+        "url": row.get("url"),
+        "status": status,
+        "http_status": row.get("http_status"),
+        "reason": reason,
+        "recorded_at": _ts(row.get("fetched_at")) or now,
+    }
+
+
+def stage(rows: list[dict[str, Any]], now: datetime) -> tuple[LoadReport, StagedBatch]:
+    """Sort a batch's rows by table and validate them; no database involved.
+
+    A malformed feed, feed item or event row raises (KeyError), so a batch the crawler wrote
+    wrongly fails whole before anything is written; bad article rows are only rejected.
+    """
+    report, staged = LoadReport(), StagedBatch()
+    for row in rows:
+        kind, line = row.get("kind"), row.get("_line", 0)
+        report.counts[kind] += 1
+        if kind == "feed":
+            staged.feeds.append(row)
+        elif kind == "feed_item":
+            staged.feed_items.append(
+                {
+                    "pos": len(staged.feed_items),
+                    "feed_url": row["feed_url"],
+                    "guid": row["guid"],
+                    "url": row["url"],
+                    "title": row.get("title"),
+                    "published_at": _ts(row.get("published")),
+                    "offsite": row["offsite"],
+                    "first_seen_at": _ts(row["seen_at"]),
+                }
+            )
+        elif kind == "article":
+            if row.get("status", "ok") != "ok":
+                report.non_articles += 1
+                staged.events.append(_event(row, row["status"], row.get("reason"), now))
+                continue
+            problem = validate_article(row, line)
+            if problem:
+                report.rejected.append(problem)
+                continue
+            text = row["text"]
+            raw = row.get("raw_html_z")
+            staged.articles.append(
+                {
+                    "article_id": row["article_id"],
+                    "source_id": row["source_id"],
+                    "url": row["url"],
+                    "canonical_url": row.get("canonical_url"),
+                    "title": row.get("title"),
+                    "text": text,
+                    "lang_declared": row.get("lang"),
+                    "published_at": _ts(row.get("published")),
+                    "fetched_at": _ts(row.get("fetched_at")) or now,
+                    "content_sha256": content_hash(text),
+                    "extractor": row.get("extractor") or "unknown",
+                    "via": row.get("via"),
+                    "word_count": len(text.split()),
+                    "raw_html": base64.b64decode(raw) if raw else None,
+                }
+            )
+        elif kind in ("failure", "event"):
+            report.failed += kind == "failure"
+            reason = row.get("error") or row.get("reason")
+            staged.events.append(_event(row, row.get("status", "failure"), reason, now))
+        elif kind == "torn":
+            report.rejected.append(f"line {line}: torn JSON line (interrupted write)")
+    return report, staged
+
+
+def resolve(
+    articles: list[dict[str, Any]],
+    stored_ids: set[str],
+    stored_urls: set[str],
+    originals: dict[str, tuple[datetime, str, str]],
+    story_index: Callable[[], StoryIndex],
+) -> list[dict[str, Any]]:
+    """The staged articles to insert, in batch order, with story_id, duplicate_of, signature.
+
+    An article whose id or URL is stored, or came earlier in the batch, is skipped.
+    ``originals`` maps a content hash to (fetched_at, article_id, story_id) of its first stored
+    copy; an article with the same text becomes a duplicate of the first copy (by fetched_at,
+    then id) and joins its story. Other articles are clustered into stories by ``story_index``
+    (called once, when the first article needs it: reading the candidates costs a query).
+    """
+    seen_ids, seen_urls = set(stored_ids), set(stored_urls)
+    first = dict(originals)
+    index: StoryIndex | None = None
+    new = []
+    for a in articles:
+        if a["article_id"] in seen_ids or a["url"] in seen_urls:
+            continue
+        seen_ids.add(a["article_id"])
+        seen_urls.add(a["url"])
+        values = signature(f"{a['title'] or ''} {a['text']}")
+        if index is None:
+            index = story_index()
+        original = first.get(a["content_sha256"])
+        if original:
+            duplicate_of, story = original[1], original[2]
+            index.add(a["article_id"], story, values)
+        else:
+            duplicate_of, story = None, index.assign(a["article_id"], values)
+        if original is None or (a["fetched_at"], a["article_id"]) < original[:2]:
+            first[a["content_sha256"]] = (a["fetched_at"], a["article_id"], story)
+        new.append(dict(a, story_id=story, duplicate_of=duplicate_of, signature=values))
+    return new
+
+
+def _insert_articles(
+    con: duckdb.DuckDBPyConnection, articles: list[dict[str, Any]], run_id: str
+) -> int:
+    """Insert the staged articles that are new; the number inserted."""
+    if not articles:
+        return 0
+    stored = con.execute(
+        sql("stored_articles"),
+        {"ids": [a["article_id"] for a in articles], "urls": [a["url"] for a in articles]},
+    ).fetchall()
+    originals = {
+        digest: (fetched_at, article_id, story_id)
+        for digest, fetched_at, article_id, story_id in con.execute(
+            sql("content_originals"), {"digests": [a["content_sha256"] for a in articles]}
+        ).fetchall()
+    }
+    new = resolve(
+        articles,
+        {r[0] for r in stored},
+        {r[1] for r in stored},
+        originals,
+        lambda: _story_index(con, datetime.now(UTC) - STORY_LOOKBACK),
     )
-    con.execute("insert into article_minhash values (?, ?)", [row["article_id"], values.tolist()])
-    if row.get("raw_html_z"):
-        con.execute(
-            "insert into raw_pages values (?, ?, ?) on conflict do nothing",
-            [
-                row["article_id"],
-                base64.b64decode(row["raw_html_z"]),
-                _ts(row.get("fetched_at")) or datetime.now(UTC),
-            ],
-        )
-    return True
+    if new:
+        with registered(con, new_articles=frame(new, ARTICLE_FRAME)):
+            run_script(con, "insert_articles", {"run_id": run_id})
+    return len(new)
 
 
 def read_batch(path: Path) -> list[dict[str, Any]]:
@@ -212,67 +390,19 @@ def load_batch(
     con: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]], run_id: str
 ) -> LoadReport:
     """Load one source's batch in one transaction. Returns what was added and rejected."""
-    report = LoadReport()
+    now = datetime.now(UTC)
+    report, staged = stage(rows, now)
     with transaction(con):
-        index = _story_index(con, datetime.now(UTC) - STORY_LOOKBACK)
-        for row in rows:
-            kind, line = row.get("kind"), row.get("_line", 0)
-            report.counts[kind] += 1
-            if kind == "feed":
-                _upsert_feed(con, row)
-            elif kind == "feed_item":
-                con.execute(
-                    "insert into feed_items values (?, ?, ?, ?, ?, ?, ?) on conflict do nothing",
-                    [
-                        row["feed_url"],
-                        row["guid"],
-                        row["url"],
-                        row.get("title"),
-                        _ts(row.get("published")),
-                        row["offsite"],
-                        _ts(row["seen_at"]),
-                    ],
-                )
-            elif kind == "article":
-                if row.get("status", "ok") != "ok":
-                    report.non_articles += 1
-                    con.execute(
-                        "insert into crawl_events values (?, ?, ?, ?, ?, ?, ?)",
-                        [
-                            run_id,
-                            row["source_id"],
-                            row.get("url"),
-                            row["status"],
-                            row.get("http_status"),
-                            row.get("reason"),
-                            _ts(row.get("fetched_at")) or datetime.now(UTC),
-                        ],
-                    )
-                    continue
-                problem = validate_article(row, line)
-                if problem:
-                    report.rejected.append(problem)
-                    continue
-                if _insert_article(con, row, index, run_id):
-                    report.added += 1
-                else:
-                    report.duplicates += 1
-            elif kind in ("failure", "event"):
-                report.failed += kind == "failure"
-                con.execute(
-                    "insert into crawl_events values (?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        run_id,
-                        row["source_id"],
-                        row.get("url"),
-                        row.get("status", "failure"),
-                        row.get("http_status"),
-                        row.get("error") or row.get("reason"),
-                        _ts(row.get("fetched_at")) or datetime.now(UTC),
-                    ],
-                )
-            elif kind == "torn":
-                report.rejected.append(f"line {line}: torn JSON line (interrupted write)")
+        for feed in staged.feeds:  # a handful per batch, and a later poll overrides an earlier
+            _upsert_feed(con, feed)
+        if staged.feed_items:
+            with registered(con, new_feed_items=frame(staged.feed_items, FEED_ITEM_FRAME)):
+                con.execute(sql("insert_feed_items"))
+        if staged.events:
+            with registered(con, new_events=frame(staged.events, EVENT_FRAME)):
+                con.execute(sql("insert_events"), {"run_id": run_id})
+        report.added = _insert_articles(con, staged.articles, run_id)
+        report.duplicates = len(staged.articles) - report.added
     return report
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import duckdb
 
 from warehouse.db import run_script, sql, transaction
-from warehouse.load import validate_prediction
+from warehouse.load import frame, registered, validate_prediction
 
 
 def register_model(con: duckdb.DuckDBPyConnection, info: dict[str, Any], head_sha256: str) -> None:
@@ -35,6 +35,58 @@ def unclassified(
     return [{"article_id": r[0], "title": r[1], "text": r[2]} for r in rows]
 
 
+PASSAGE_FRAME = {"pos": "int", "article_id": "str", "idx": "int", "kind": "str", "text": "str"}
+PREDICTION_FRAME = {
+    "pos": "int",
+    "article_id": "str",
+    "passage_idx": "int",
+    "label": "str",
+    "p_pro_russian": "float",
+    "p_neutral": "float",
+    "p_pro_kazakh": "float",
+    "relevance": "float",
+    "relevant": "bool",
+    "lang": "str",
+    "weight": "float",
+    "quotes_other_side": "bool",
+    "evidence": "str",
+}
+
+
+def prediction_rows(r: dict[str, Any]) -> list[dict[str, Any]]:
+    """One classifier result as stance_predictions rows: its passages, then the article (-1)."""
+    rows = [
+        {
+            "article_id": r["article_id"],
+            "passage_idx": p["idx"],
+            "label": p["label"],
+            "probs": p["probs"],
+            "relevance": p["relevance"],
+            "relevant": True,
+            "weight": p.get("weight"),
+            "quotes_other_side": None,
+            "evidence": None,
+        }
+        for p in r["passages"]
+    ]
+    rows.append(
+        {
+            "article_id": r["article_id"],
+            "passage_idx": -1,
+            "label": r["label"],
+            "probs": r["probs"] or {},
+            "relevance": r["relevance"],
+            "relevant": r["relevant"],
+            "weight": None,
+            "quotes_other_side": r["quotes_other_side"],
+            "evidence": json.dumps(r["evidence"], ensure_ascii=False),
+        }
+    )
+    return [
+        dict(row, lang=r["lang"], **{f"p_{k}": v for k, v in row["probs"].items()}) for row in rows
+    ]
+
+
 def store_scores(
     con: duckdb.DuckDBPyConnection, model_id: str, results: list[dict[str, Any]]
 ) -> list[str]:
@@ -42,73 +94,39 @@ def store_scores(
 
     ``results`` rows: article_id, lang, passages [{idx, kind, text, label, probs, relevance}],
     and the article-level label, probs, relevance, relevant, evidence, quotes_other_side.
+    A result with a bad row is rejected whole. The good ones are written with one statement per
+    table; a prediction or passage already stored (or earlier in the chunk) is kept, and the
+    article's language is the last one given.
     """
-    now = datetime.now(UTC)
     rejected: list[str] = []
+    langs: dict[str, str | None] = {}
+    passages: list[dict[str, Any]] = []
+    predictions: list[dict[str, Any]] = []
+    for r in results:
+        rows = prediction_rows(r)
+        problems = [m for m in (validate_prediction(row) for row in rows) if m]
+        if problems:
+            rejected.extend(problems)
+            continue
+        langs[r["article_id"]] = r["lang"]
+        passages += [
+            dict(p, pos=len(passages) + k, article_id=r["article_id"])
+            for k, p in enumerate(r["passages"])
+        ]
+        predictions += [dict(row, pos=len(predictions) + k) for k, row in enumerate(rows)]
     with transaction(con):
-        for r in results:
-            rows = []
-            for p in r["passages"]:
-                rows.append(
-                    {
-                        "article_id": r["article_id"],
-                        "passage_idx": p["idx"],
-                        "label": p["label"],
-                        "probs": p["probs"],
-                        "relevance": p["relevance"],
-                        "relevant": True,
-                        "weight": p.get("weight"),
-                        "quotes_other_side": None,
-                        "evidence": None,
-                    }
-                )
-            rows.append(
-                {
-                    "article_id": r["article_id"],
-                    "passage_idx": -1,
-                    "label": r["label"],
-                    "probs": r["probs"] or {},
-                    "relevance": r["relevance"],
-                    "relevant": r["relevant"],
-                    "weight": None,
-                    "quotes_other_side": r["quotes_other_side"],
-                    "evidence": json.dumps(r["evidence"], ensure_ascii=False),
-                }
+        if predictions:
+            scored_langs = frame(
+                [{"article_id": k, "lang": v} for k, v in langs.items()],
+                {"article_id": "str", "lang": "str"},
             )
-            flat = [dict(row, **{f"p_{k}": v for k, v in row["probs"].items()}) for row in rows]
-            problems = [m for m in (validate_prediction(f) for f in flat) if m]
-            if problems:
-                rejected.extend(problems)
-                continue
-            con.execute(
-                "update articles set lang = ? where article_id = ?", [r["lang"], r["article_id"]]
-            )
-            for p in r["passages"]:
-                con.execute(
-                    "insert into passages values (?, ?, ?, ?) on conflict do nothing",
-                    [r["article_id"], p["idx"], p["kind"], p["text"]],
-                )
-            for f in flat:
-                con.execute(
-                    "insert into stance_predictions values "
-                    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) on conflict do nothing",
-                    [
-                        model_id,
-                        f["article_id"],
-                        f["passage_idx"],
-                        f["label"],
-                        f.get("p_pro_russian"),
-                        f.get("p_neutral"),
-                        f.get("p_pro_kazakh"),
-                        f["relevance"],
-                        f["relevant"],
-                        r["lang"],
-                        f["weight"],
-                        f["quotes_other_side"],
-                        f["evidence"],
-                        now,
-                    ],
-                )
+            with registered(
+                con,
+                scored_langs=scored_langs,
+                scored_passages=frame(passages, PASSAGE_FRAME),
+                scored_predictions=frame(predictions, PREDICTION_FRAME),
+            ):
+                run_script(con, "store_scores", {"model_id": model_id, "now": datetime.now(UTC)})
         run_script(con, "refresh_daily_for", {"ids": [r["article_id"] for r in results]})
     return rejected
 
