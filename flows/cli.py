@@ -533,11 +533,20 @@ def backfill(
 
 
 @app.command()
-def digest(db: DbOption = None, as_of: AsOf = None) -> None:
-    """Send the daily digest email (or write it to the outbox)."""
+def digest(
+    db: DbOption = None,
+    as_of: AsOf = None,
+    force: Annotated[bool, typer.Option(help="Send the day's digest again")] = False,
+) -> None:
+    """Send the daily digest email (or write it to the outbox), at most once per day."""
     from flows.monitor import digest as digest_flow
 
-    result = _run_flow(digest_flow, db=str(_db(db)), as_of=as_of.date() if as_of else None)
+    result = _run_flow(
+        digest_flow, db=str(_db(db)), as_of=as_of.date() if as_of else None, force=force
+    )
+    if result.get("skipped"):
+        console.print(f"digest not sent: {result['skipped']}")
+        return
     console.print(f"digest of {result['groups']} groups: {result['path'] or 'sent by SMTP'}")
 
 
@@ -600,8 +609,9 @@ def serve(
         run_schedules()
         return
     log = database.parent / "prefect-server.log"
-    console.print(f"PREFECT_API_URL is unset: starting a Prefect server on 127.0.0.1:{port} "
-                  f"(log: {log})")
+    console.print(
+        f"PREFECT_API_URL is unset: starting a Prefect server on 127.0.0.1:{port} (log: {log})"
+    )
     try:
         with local_server(port, log) as api, temporary_settings({PREFECT_API_URL: api}):
             run_schedules()

@@ -266,12 +266,15 @@ def reclassify(model: str | None = None, db: str | None = None) -> dict[str, Any
 
 
 @task(name="send-digest", retries=2, retry_delay_seconds=[30, 300], retry_condition_fn=_transient)
-def send_digest(db: Path, as_of: date, settings: Settings) -> dict[str, Any]:
-    return stages.digest(db, as_of, settings)
+def send_digest(db: Path, as_of: date, settings: Settings, force: bool) -> dict[str, Any]:
+    return stages.digest(db, as_of, settings, force)
 
 
 @flow(name="digest")
-def digest(db: str | None = None, as_of: date | None = None) -> dict[str, Any]:
-    """The daily digest email: every group's stance mix, whether or not anything shifted."""
+def digest(db: str | None = None, as_of: date | None = None, force: bool = False) -> dict[str, Any]:
+    """The daily digest email: every group's stance mix, whether or not anything shifted.
+    Sent at most once per day; ``force`` sends a day's digest again."""
     settings = get_settings()
-    return send_digest(Path(db) if db else settings.db, as_of or datetime.now(UTC).date(), settings)
+    return send_digest(
+        Path(db) if db else settings.db, as_of or datetime.now(UTC).date(), settings, force
+    )

@@ -308,25 +308,67 @@ def deliver(db: Path, settings: Settings, model_id: str | None = None) -> Delive
         con.close()
 
 
-def digest(db: Path, as_of: date, settings: Settings) -> dict[str, Any]:
-    """Compose and send the daily digest of every group's stance mix."""
+# a digest claimed longer ago than this, with no outcome recorded, was lost by a crashed run
+DIGEST_STALE = timedelta(minutes=30)
+
+
+def digest(db: Path, as_of: date, settings: Settings, force: bool = False) -> dict[str, Any]:
+    """Compose and send the daily digest of every group's stance mix, at most once per day.
+
+    The ``digests`` table records each day's digest: claimed before sending, marked sent or
+    failed after. A day already sent, being sent, or whose sender crashed mid-send (status
+    unknown) is skipped with a reason; ``force`` sends it again."""
     from flows import notify
     from flows.alerting import group_label, load_rows
     from flows.shifts import Windows, digest_rows
 
     cfg = shift_config(settings)
     windows = Windows.ending(as_of, cfg)
+    now = datetime.now(UTC)
     con = open_db(db, settings)
     try:
+        state = con.execute(sql("digest_state"), {"as_of": as_of}).fetchone()
+        skipped = None if force or state is None else _digest_skip(as_of, state[0], state[1], now)
+        if skipped:
+            log.info(skipped)
+            return {"groups": 0, "message_id": None, "path": None, "skipped": skipped}
         groups = digest_rows(load_rows(con, windows.baseline_start, as_of), as_of, cfg)
         for g in groups:
             g["label"] = group_label(con, g["group_type"], g["group_value"])
+        con.execute(sql("digest_claim"), {"as_of": as_of, "now": now})
     finally:
-        con.close()
+        con.close()  # not held while talking to the SMTP server
     order = {"all": 0, "country": 1, "language": 2, "affiliation": 3, "outlet": 4}
     groups.sort(key=lambda g: (order[g["group_type"]], g["label"]))
     msg = notify.compose_digest(
         groups, as_of, cfg.window_days, cfg.baseline_days, settings.alert_from, settings.alert_to
     )
-    path = notify.deliver(msg, settings)
-    return {"groups": len(groups), "message_id": msg["Message-ID"], "path": path}
+    outcome: dict[str, Any] = {"as_of": as_of, "message_id": msg["Message-ID"], "path": None}
+    try:
+        path = notify.deliver(msg, settings)
+    except notify.DeliveryError as exc:
+        _record_digest(db, settings, outcome | {"status": "failed", "error": str(exc)})
+        raise
+    _record_digest(db, settings, outcome | {"status": "sent", "path": path, "error": None})
+    return {"groups": len(groups), "message_id": msg["Message-ID"], "path": path, "skipped": None}
+
+
+def _digest_skip(as_of: date, status: str, updated_at: datetime, now: datetime) -> str | None:
+    if status == "sent":
+        return f"the digest of {as_of} was already sent (--force sends it again)"
+    if status == "sending" and now - updated_at < DIGEST_STALE:
+        return f"another run is sending the digest of {as_of}"
+    if status == "sending":
+        return (
+            f"a run that was sending the digest of {as_of} stopped before recording whether "
+            "it went out; check the mailbox (--force sends it again)"
+        )
+    return None  # failed: try again
+
+
+def _record_digest(db: Path, settings: Settings, outcome: dict[str, Any]) -> None:
+    con = open_db(db, settings)
+    try:
+        con.execute(sql("digest_done"), outcome | {"now": datetime.now(UTC)})
+    finally:
+        con.close()
