@@ -27,8 +27,12 @@ DATA_DIR = Path(__file__).resolve().parent / "data"
 TRAIN_PATH = DATA_DIR / "stance_train.jsonl"
 DEV_PATH = DATA_DIR / "stance_dev.jsonl"
 C_GRID = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
-CHAR_C_GRID = (2.0, 4.0, 8.0, 16.0, 32.0)
-E5_WEIGHTS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+CHAR_C_GRID = (4.0, 16.0, 64.0, 256.0)
+# The e5 head keeps at least 0.6 of the mix. Cross-validation on train alone picks 0.3-0.4,
+# because train (like dev) rewards shared wording, and such a mix loses 0.07 macro-F1 when a
+# language is left out of training, where 0.6 loses 0.02 within noise and keeps the gain on
+# articles by other writers (bench/generalization.py, README "What we tried").
+E5_WEIGHTS = (0.6, 0.7, 0.8, 0.9, 1.0)
 
 
 def load_jsonl(path: Path | str) -> list[dict]:
@@ -76,7 +80,7 @@ def _fit_char_mix(
         log(f"  char n-grams C={c:<5} cross-validated macro-F1 {f1:.3f}")
         if f1 > best_f1:
             best_c, best_f1, char_logits = c, f1, logits
-    # the e5 head keeps the larger share on ties: it transfers across languages, the
+    # on ties the e5 head keeps the larger share: it transfers across languages, the
     # character n-grams do not
     scores = {a: _macro_f1(a * e5_logits + (1 - a) * char_logits, y) for a in E5_WEIGHTS}
     e5_weight = max(E5_WEIGHTS, key=lambda a: (round(scores[a], 4), a))
