@@ -168,12 +168,6 @@ def g_statistics(window: np.ndarray, baseline: np.ndarray) -> np.ndarray:
     return np.nan_to_num(np.maximum(g, 0.0))
 
 
-def g_statistic(table: np.ndarray) -> float:
-    """G of one 2xK table."""
-    table = np.asarray(table, dtype=float)
-    return float(g_statistics(table[:1], table[1:2])[0])
-
-
 def dispersion(mass: np.ndarray) -> tuple[float, int]:
     """Pearson dispersion of daily masses (days x classes) around their pooled shares.
 

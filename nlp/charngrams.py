@@ -65,6 +65,11 @@ class CharNgramHead:
         return cls(vectorizer, head["char_W"], head["char_b"])
 
 
+def mix(e5_logits: np.ndarray, char_logits: np.ndarray, e5_weight: float) -> np.ndarray:
+    """The model's logits: the two heads' logits weighted (training and inference share it)."""
+    return e5_weight * e5_logits + (1 - e5_weight) * char_logits
+
+
 def cross_val_logits(texts: list[str], y: np.ndarray, c: float, folds: Any) -> np.ndarray:
     """Out-of-fold logits of the char head (the vectorizer is refitted inside each fold)."""
     out = np.zeros((len(texts), int(y.max()) + 1))

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from nlp import lexicon
-from nlp.charngrams import CharNgramHead
+from nlp.charngrams import CharNgramHead, mix
 from nlp.encoder import Encoder, get_encoder
 
 BUNDLED_MODEL = Path(str(files("nlp") / "model"))
@@ -100,7 +100,7 @@ class StanceModel:
         embeddings = self.encoder.embed(texts)
         logits = embeddings @ self.W.T + self.b
         if self.char_head is not None:
-            logits = self.e5_weight * logits + (1 - self.e5_weight) * self.char_head.logits(texts)
+            logits = mix(logits, self.char_head.logits(texts), self.e5_weight)
         probs = softmax(logits, self.temperature)
         rel = sigmoid(
             relevance_features(embeddings, texts, self.centroids) @ self.rel_w + self.rel_b

@@ -17,7 +17,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-from nlp.charngrams import CharNgramHead, cross_val_logits
+from nlp.charngrams import CharNgramHead, cross_val_logits, mix
 from nlp.encoder import Encoder, get_encoder
 from nlp.metrics import fit_temperature, stance_report
 from nlp.stance import StanceModel, relevance_features
@@ -82,7 +82,7 @@ def _fit_char_mix(
             best_c, best_f1, char_logits = c, f1, logits
     # on ties the e5 head keeps the larger share: it transfers across languages, the
     # character n-grams do not
-    scores = {a: _macro_f1(a * e5_logits + (1 - a) * char_logits, y) for a in E5_WEIGHTS}
+    scores = {a: _macro_f1(mix(e5_logits, char_logits, a), y) for a in E5_WEIGHTS}
     e5_weight = max(E5_WEIGHTS, key=lambda a: (round(scores[a], 4), a))
     log(
         f"  mix: e5 weight {e5_weight} cross-validated macro-F1 {scores[e5_weight]:.3f} "
@@ -95,8 +95,7 @@ def _fit_char_mix(
         f"{len(head.vectorizer.vocabulary_)} n-grams",
         "cv_macro_f1_char": round(best_f1, 4),
     }
-    mixed = e5_weight * e5_logits + (1 - e5_weight) * char_logits
-    return mixed, head.arrays(), card
+    return mix(e5_logits, char_logits, e5_weight), head.arrays(), card
 
 
 def train(

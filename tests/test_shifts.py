@@ -15,7 +15,7 @@ from flows.shifts import (
     detect,
     dispersion,
     evaluate_groups,
-    g_statistic,
+    g_statistics,
     quasi_g_test,
     share_interval,
     share_intervals,
@@ -164,9 +164,13 @@ def test_quasi_g_finds_a_shift_and_stays_quiet_without_one() -> None:
 
 
 def test_g_statistic_is_zero_for_identical_rows_and_handles_empty_cells() -> None:
-    assert g_statistic(np.array([[5.0, 5.0, 5.0], [10.0, 10.0, 10.0]])) == pytest.approx(0.0)
-    assert g_statistic(np.array([[5.0, 0.0, 5.0], [1.0, 0.0, 9.0]])) > 0
-    assert g_statistic(np.array([[0.0, 0.0, 0.0], [1.0, 2.0, 3.0]])) == 0.0
+    g = g_statistics(
+        np.array([[5.0, 5.0, 5.0], [5.0, 0.0, 5.0], [0.0, 0.0, 0.0]]),
+        np.array([[10.0, 10.0, 10.0], [1.0, 0.0, 9.0], [1.0, 2.0, 3.0]]),
+    )
+    assert g[0] == pytest.approx(0.0)
+    assert g[1] > 0
+    assert g[2] == 0.0
 
 
 def test_collect_groups_sums_each_group_per_day() -> None:
