@@ -1,4 +1,4 @@
-"""Article extraction: HTML in, title, main text, date, language and page status out.
+"""Article extraction: HTML in, title, main text, date, declared language and page status out.
 
 trafilatura finds the title and main text, htmldate the publication date, courlan normalises
 the canonical URL. Block pages, consent walls, paywall stubs and soft 404s are recognised and get
@@ -57,6 +57,8 @@ class Extracted:
     title: str
     text: str
     published: datetime | None
+    # The page's <html lang>, stored as articles.lang_declared. The language of the text is
+    # detected later (nlp.langid, at classification), so crawlers need no language model.
     lang: str | None
     status: str  # ok | soft_404 | blocked | consent | paywall | empty | unparsable
     reason: str | None

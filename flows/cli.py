@@ -240,7 +240,11 @@ def extract(
         str | None, typer.Option(help="The page's URL (for links and canonical)")
     ] = None,
 ) -> None:
-    """Extract title, text, date and language from saved HTML files. No network access."""
+    """Extract title, text, date and language from saved HTML files. No network access.
+
+    ``lang`` is the language detected in the title and text (as the classify stage detects it
+    for stored articles), ``declared_lang`` the page's ``<html lang>``.
+    """
     from crawlers.extract import extract_article
 
     for path in paths:
@@ -251,13 +255,16 @@ def extract(
         page = extract_article(body, url or path.resolve().as_uri())
         print(
             json.dumps(
+    from nlp.langid import detect
                 {
                     "path": str(path),
                     "title": page.title,
                     "text": page.text,
                     "published": page.published.isoformat() if page.published else None,
-                    "lang": page.lang,
+                    "lang": detect(words)[0] if words.strip() else None,
+                    "declared_lang": page.lang,
                     "status": page.status,
+        words = f"{page.title}\n{page.text}"
                     "reason": page.reason,
                     "canonical_url": page.canonical_url,
                     "extractor": page.extractor,
