@@ -48,6 +48,14 @@ def _db(db: Path | None) -> Path:
 
 def fail(message: str, code: int = 1) -> None:
     err.print(f"[bold red]error:[/] {message}")
+def _stance(model: Path | None):  # type: ignore[no-untyped-def]
+    """``--model``, else ``CSTOWATCH_STANCE_MODEL_DIR``, else the bundled model (as in flows)."""
+    from flows.settings import get_settings
+    from flows.stages import stance_model
+
+    return stance_model(get_settings(), str(model) if model else None)
+
+
     raise typer.Exit(code)
 
 
@@ -197,9 +205,8 @@ def classify(
 ) -> None:
     """Classify passages from a JSON-lines file (no database needed)."""
     from nlp.langid import detect
-    from nlp.stance import load_model
 
-    stance = load_model(str(model) if model else None)
+    stance = _stance(model)
     rows = []
     with input.open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
@@ -448,9 +455,7 @@ def model_info(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Describe the stance model in use."""
-    from nlp.stance import load_model
-
-    info = load_model(str(model) if model else None).info()
+    info = _stance(model).info()
     if as_json:
         print(json.dumps(info, indent=2, ensure_ascii=False))
     else:

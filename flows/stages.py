@@ -183,7 +183,8 @@ def _score_rows(scores: list[Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def _model(settings: Settings, model_dir: str | None):  # type: ignore[no-untyped-def]
+def stance_model(settings: Settings, model_dir: str | None = None):  # type: ignore[no-untyped-def]
+    """``model_dir``, else ``CSTOWATCH_STANCE_MODEL_DIR``, else the bundled stance model."""
     from nlp.stance import load_model  # heavy import: only the classify stage needs torch
 
     chosen = model_dir or (str(settings.stance_model_dir) if settings.stance_model_dir else None)
@@ -194,7 +195,7 @@ def classification_plan(
     db: Path, settings: Settings, model_dir: str | None = None
 ) -> tuple[str, list[list[dict[str, Any]]]]:
     """Register the model and list what it has not scored yet, in chunks."""
-    model = _model(settings, model_dir)
+    model = stance_model(settings, model_dir)
     head = model.dir / "head.npz"
     head_sha = (
         getattr(model, "weights_sha256", None) or hashlib.sha256(head.read_bytes()).hexdigest()
@@ -216,7 +217,7 @@ def score_chunk(
     """Pure scoring, no database: safe to run on any worker (the model loads once per process)."""
     from nlp.articles import score_articles
 
-    return _score_rows(score_articles(_model(settings, model_dir), articles))
+    return _score_rows(score_articles(stance_model(settings, model_dir), articles))
 
 
 def store_chunk(

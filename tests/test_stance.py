@@ -115,3 +115,33 @@ def test_model_info_json(stance_model) -> None:  # type: ignore[no-untyped-def]
     assert info["model_id"] == stance_model.model_id
     assert info["labels"] == ["pro_russian", "neutral", "pro_kazakh"]
     assert Path(info["encoder_path"]).exists()
+
+
+def test_classify_cli_uses_the_model_dir_setting(tmp_path: Path, stance_model, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """CSTOWATCH_STANCE_MODEL_DIR reaches `cstowatch classify`, not only the flows."""
+    import shutil
+
+    import numpy as np
+
+    from flows.cli import app
+    from flows.settings import get_settings
+
+    other = tmp_path / "other-model"
+    shutil.copytree(stance_model.dir, other)
+    with np.load(other / "head.npz") as head:
+        arrays = dict(head)
+    arrays["b"] = arrays["b"] + np.array([5.0, 0.0, 0.0], dtype=np.float32)  # all pro-Russian
+    np.savez_compressed(other / "head.npz", **arrays)
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps({"id": 1, "text": "Le Kazakhstan défend sa souveraineté."}) + "\n")
+    out = tmp_path / "out.jsonl"
+    monkeypatch.setenv("CSTOWATCH_STANCE_MODEL_DIR", str(other))
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, ["classify", "--input", str(src), "--output", str(out)])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    row = json.loads(out.read_text())
+    assert row["model"] != stance_model.model_id
+    assert row["label"] == "pro_russian"
