@@ -20,6 +20,8 @@ from typing import Any
 
 from scrapy.crawler import CrawlerProcess
 from scrapy.downloadermiddlewares.retry import RetryMiddleware
+from scrapy.downloadermiddlewares.robotstxt import RobotsTxtMiddleware
+from scrapy.utils.httpobj import urlparse_cached
 
 from crawlers.extract import extract_article
 from crawlers.fetch import MAX_BYTES, parse_retry_after
@@ -44,6 +46,23 @@ class BackoffRetryMiddleware(RetryMiddleware):
                 backoff = max(slot.delay * 2, 0.5)
                 slot.delay = min(60.0, wait if wait is not None else backoff)
         return super().process_response(request, response)
+
+
+class SharedRobotsTxtMiddleware(RobotsTxtMiddleware):
+    """Scrapy's robots.txt check, mended for requests that wait on the same robots.txt.
+
+    Scrapy 2.x hands every request queued before robots.txt arrives one shared Deferred; the
+    first waiter's callback passes None down the chain, and None means "no robots.txt, allow
+    everything", so from the third queued URL on a disallowed page was fetched anyway
+    (tests/test_hydrate.py and tests/test_collect.py queue such URLs). Once robots.txt is parsed
+    the parser sits in ``_parsers``: read it from there.
+    """
+
+    async def robot_parser(self, request):  # type: ignore[no-untyped-def]
+        parser = await super().robot_parser(request)
+        if parser is None:
+            parser = self._parsers.get(urlparse_cached(request).netloc)
+        return parser
 
 
 class BatchWriter:
@@ -112,6 +131,8 @@ def crawl_settings(job: dict[str, Any], out: str) -> dict[str, Any]:
         "RETRY_HTTP_CODES": [408, 429, 500, 502, 503, 504],
         "DOWNLOADER_MIDDLEWARES": {
             "scrapy.downloadermiddlewares.retry.RetryMiddleware": None,
+            "scrapy.downloadermiddlewares.robotstxt.RobotsTxtMiddleware": None,
+            "crawlers.scrapy_run.SharedRobotsTxtMiddleware": 100,
             "crawlers.scrapy_run.BackoffRetryMiddleware": 550,
         },
         "ITEM_PIPELINES": {"crawlers.scrapy_run.BatchWriter": 100},
