@@ -27,6 +27,8 @@ model_app = typer.Typer(help="The encoder and the stance model.", no_args_is_hel
 sources_app = typer.Typer(help="The sources file.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
 app.add_typer(sources_app, name="sources")
+data_app = typer.Typer(help="The real-news labelled set.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
 console = Console()
 err = Console(stderr=True)
 
@@ -46,8 +48,6 @@ def _db(db: Path | None) -> Path:
     return db or get_settings().db
 
 
-def fail(message: str, code: int = 1) -> None:
-    err.print(f"[bold red]error:[/] {message}")
 def _stance(model: Path | None):  # type: ignore[no-untyped-def]
     """``--model``, else ``CSTOWATCH_STANCE_MODEL_DIR``, else the bundled model (as in flows)."""
     from flows.settings import get_settings
@@ -56,6 +56,8 @@ def _stance(model: Path | None):  # type: ignore[no-untyped-def]
     return stance_model(get_settings(), str(model) if model else None)
 
 
+def fail(message: str, code: int = 1) -> None:
+    err.print(f"[bold red]error:[/] {message}")
     raise typer.Exit(code)
 
 
@@ -253,6 +255,7 @@ def extract(
     for stored articles), ``declared_lang`` the page's ``<html lang>``.
     """
     from crawlers.extract import extract_article
+    from nlp.langid import detect
 
     for path in paths:
         try:
@@ -260,9 +263,9 @@ def extract(
         except OSError as exc:
             fail(f"{path}: {exc.strerror}", 2)
         page = extract_article(body, url or path.resolve().as_uri())
+        words = f"{page.title}\n{page.text}"
         print(
             json.dumps(
-    from nlp.langid import detect
                 {
                     "path": str(path),
                     "title": page.title,
@@ -271,7 +274,6 @@ def extract(
                     "lang": detect(words)[0] if words.strip() else None,
                     "declared_lang": page.lang,
                     "status": page.status,
-        words = f"{page.title}\n{page.text}"
                     "reason": page.reason,
                     "canonical_url": page.canonical_url,
                     "extractor": page.extractor,
@@ -351,66 +353,113 @@ def demo(
         console.print(f"Report: {result['report']}")
 
 
+_CARD_KEYS = (
+    "n",
+    "macro_f1",
+    "accuracy",
+    "ece",
+    "brier",
+    "confusion",
+    "soft_confusion",
+    "per_language",
+    "relevance_accuracy",
+    "relevance_recall",
+    "relevance_precision",
+)
+
+
 @app.command()
 def train(
-    data: Annotated[Path | None, typer.Option(help="Training JSON lines")] = None,
     out: Annotated[Path | None, typer.Option(help="Model directory to write")] = None,
-    dev: Annotated[Path | None, typer.Option(help="Dev split scored for the model card")] = None,
+    recipe: Annotated[
+        str,
+        typer.Option(
+            help="real: the real-news set's stored embeddings plus our written passages; "
+            "written: our written passages alone (texts, optional character n-grams)"
+        ),
+    ] = "real",
+    written_weight: Annotated[
+        float, typer.Option(help="real recipe: sample weight of our written passages")
+    ] = -1.0,
+    data: Annotated[Path | None, typer.Option(help="written recipe: training JSON lines")] = None,
+    dev: Annotated[Path | None, typer.Option(help="Written dev split for the model card")] = None,
     char_ngrams: Annotated[
-        bool, typer.Option(help="Mix in the character n-gram head (weight chosen by CV)")
-    ] = True,
+        bool, typer.Option(help="written recipe: mix in the character n-gram head")
+    ] = False,
 ) -> None:
-    """Train the stance head and relevance gate; write the head and its model card."""
-    from nlp.stance import BUNDLED_MODEL, StanceModel
-    from nlp.train import DEV_PATH, TRAIN_PATH, evaluate, file_sha256
-    from nlp.train import train as train_head
+    """Train the stance head and relevance gate; write the head and its model card.
 
+    The card holds the real-news dev split's metrics (``dev``; its soft confusion matrix
+    corrects the alerts' shares) and the written dev split's (``dev_written``)."""
+    from nlp.stance import BUNDLED_MODEL, StanceModel
+    from nlp.train import (
+        DEV_PATH,
+        TRAIN_PATH,
+        WRITTEN_WEIGHT,
+        evaluate,
+        evaluate_real,
+        file_sha256,
+        train_real,
+    )
+    from nlp.train import train as train_written
+
+    if recipe not in ("real", "written"):
+        fail(f"--recipe must be real or written, not {recipe!r}", 2)
     target = out or BUNDLED_MODEL
-    train_head(data or TRAIN_PATH, target, char_ngrams=char_ngrams, log=lambda m: err.print(m))
+    log = lambda m: err.print(m)  # noqa: E731
+    if recipe == "real":
+        weight = WRITTEN_WEIGHT if written_weight < 0 else written_weight
+        train_real(out_dir=target, written_path=data or TRAIN_PATH, written_weight=weight, log=log)
+    else:
+        train_written(data or TRAIN_PATH, target, char_ngrams=char_ngrams, log=log)
     model = StanceModel(target)
     dev_path = dev or DEV_PATH
-    report = evaluate(model, dev_path)
+    written = evaluate(model, dev_path)
     config_path = target / "config.json"
     config = json.loads(config_path.read_text())
-    config["card"]["dev"] = {
-        k: report[k]
-        for k in (
-            "n",
-            "macro_f1",
-            "accuracy",
-            "ece",
-            "brier",
-            "confusion",
-            "soft_confusion",
-            "per_language",
-            "relevance_accuracy",
-        )
-    }
-    config["card"]["dev_data_sha256"] = file_sha256(dev_path)
+    if model.char_head is None:
+        real = evaluate_real(model)
+        config["card"]["dev"] = {k: real[k] for k in _CARD_KEYS if k in real}
+        config["card"]["dev_data"] = "realnews/manifest.jsonl (split=dev)"
+    else:  # a character n-gram head needs texts, which the real-news set does not keep
+        real = None
+        config["card"]["dev"] = {k: written[k] for k in _CARD_KEYS if k in written}
+        config["card"]["dev_data"] = dev_path.name
+    config["card"]["dev_written"] = {k: written[k] for k in _CARD_KEYS if k in written}
+    config["card"]["dev_written_sha256"] = file_sha256(dev_path)
     config_path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
-    console.print(
-        f"model {model.model_id}: dev macro-F1 {report['macro_f1']:.3f} "
-        f"(en {report['per_language'].get('en', {}).get('macro_f1', 0):.3f}, "
-        f"ru {report['per_language'].get('ru', {}).get('macro_f1', 0):.3f}, "
-        f"kk {report['per_language'].get('kk', {}).get('macro_f1', 0):.3f}, "
-        f"fr {report['per_language'].get('fr', {}).get('macro_f1', 0):.3f})"
-    )
+    for name, report in (("real-news dev", real), ("written dev", written)):
+        if report is None:
+            continue
+        langs = report["per_language"]
+        console.print(
+            f"{name}: macro-F1 {report['macro_f1']:.3f} ECE {report['ece']:.3f} ("
+            + ", ".join(f"{k} {langs.get(k, {}).get('macro_f1', 0):.3f}" for k in langs)
+            + ")"
+        )
 
 
 @app.command()
 def evaluate(
     data: Annotated[
-        Path | None, typer.Option(help="Labelled JSON lines [default: dev split]")
+        Path | None,
+        typer.Option(help="Labelled JSON lines with texts [default: the real-news dev split]"),
     ] = None,
+    written: Annotated[
+        bool, typer.Option("--written", help="Score our written dev split instead")
+    ] = False,
     model: Annotated[Path | None, typer.Option(help="Stance model directory")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
 ) -> None:
     """Macro-F1 overall and per language, confusion matrix, ECE and Brier."""
-    from nlp.stance import load_model
-    from nlp.train import DEV_PATH
+    from nlp.train import DEV_PATH, evaluate_real
     from nlp.train import evaluate as evaluate_model
 
-    report = evaluate_model(load_model(str(model) if model else None), data or DEV_PATH)
+    stance = _stance(model)
+    if data or written:
+        report = evaluate_model(stance, data or DEV_PATH)
+    else:
+        report = evaluate_real(stance)
     if as_json:
         print(json.dumps(report, indent=2))
         return
@@ -419,6 +468,12 @@ def evaluate(
         f"macro-F1 {report['macro_f1']:.3f}  accuracy {report['accuracy']:.3f}  "
         f"ECE {report['ece']:.3f}  Brier {report['brier']:.3f}  "
         f"relevance accuracy {report['relevance_accuracy']:.3f}"
+        + (
+            f"  relevance recall {report['relevance_recall']:.3f}"
+            f"  precision {report['relevance_precision']:.3f}"
+            if "relevance_precision" in report
+            else ""
+        )
     )
     table = Table(title="Per language")
     for col in ("language", "n", "macro-F1", "accuracy"):
@@ -749,6 +804,47 @@ def sources_check(
         )
     console.print(table)
     console.print(", ".join(f"{k}: {v}" for k, v in summarise(results).items()))
+
+
+@data_app.command("hydrate")
+def data_hydrate(
+    manifest: Annotated[Path, typer.Argument(help="The manifest (JSON lines)")],
+    out: Annotated[Path, typer.Option("--out")] = Path("data/realnews/texts.jsonl"),
+    refresh: Annotated[bool, typer.Option("--refresh", help="Fetch rows already in --out")] = False,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="Fetch at most N rows")
+    ] = None,
+) -> None:
+    """Rebuild the texts of a manifest's passages from the web (needs the internet)."""
+    from crawlers.hydrate import OUTCOMES, ManifestError, hydrate, summarise
+    from flows.settings import get_settings
+
+    settings = get_settings()
+    try:
+        result = hydrate(
+            manifest,
+            out,
+            user_agent=settings.user_agent,
+            refresh=refresh,
+            limit=limit,
+            concurrency=settings.source_concurrency,
+        )
+    except ManifestError as exc:
+        fail(str(exc), 2)
+    table = Table(title=f"{manifest}: {len(result.outcomes)} rows")
+    for col in ("lang", *OUTCOMES):
+        table.add_column(col, justify="right")
+    for lang, counts in summarise(result.outcomes).items():
+        table.add_row(lang, *(str(counts[o]) for o in OUTCOMES))
+    console.print(table)
+    for o in result.outcomes:
+        if o.outcome in ("changed", "vanished", "error"):
+            why = f" ({o.reason})" if o.outcome == "error" else ""
+            console.print(f"{o.outcome}: {o.id} {o.url}{why}")
+    kept = sum(not o.fetched for o in result.outcomes)
+    console.print(f"{result.written} texts in {result.out} ({kept} already there, not fetched)")
+    if result.left:
+        console.print(f"{result.left} rows left for a later run (--limit)")
 
 
 def main() -> None:  # pragma: no cover

@@ -44,13 +44,29 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
+def lexicon_features(texts: list[str]) -> np.ndarray:
+    """(len(texts), groups) lexicon hit counts of :mod:`nlp.lexicon`."""
+    return np.array([lexicon.features(t) for t in texts], dtype=np.float32).reshape(len(texts), -1)
+
+
 def relevance_features(
-    embeddings: np.ndarray, texts: list[str], centroids: np.ndarray
+    embeddings: np.ndarray,
+    texts: list[str] | None,
+    centroids: np.ndarray,
+    *,
+    lex: np.ndarray | None = None,
+    with_embedding: bool = False,
 ) -> np.ndarray:
-    """Cosine to the on-topic and off-topic prototypes, plus the lexicon hits."""
+    """Cosine to the on-topic and off-topic prototypes, plus the lexicon hits (from ``texts``,
+    or precomputed as ``lex`` for stored embeddings); the gate of a model trained on real news
+    also sees the embedding itself (``with_embedding``)."""
     sims = embeddings @ centroids.T  # embeddings and centroids are L2-normalised
-    lex = np.array([lexicon.features(t) for t in texts], dtype=np.float32).reshape(len(texts), -1)
-    return np.hstack([sims, (sims[:, :1] - sims[:, 1:2]), lex]).astype(np.float32)
+    if lex is None:
+        lex = lexicon_features(texts or [])
+    parts = [sims, sims[:, :1] - sims[:, 1:2], lex]
+    if with_embedding:
+        parts.insert(0, embeddings)
+    return np.hstack(parts).astype(np.float32)
 
 
 def to_predictions(
@@ -91,6 +107,9 @@ class StanceModel:
             self.centroids = head["centroids"]
             self.char_head = CharNgramHead.from_arrays(head)
         self.e5_weight = float(self.config.get("e5_weight", 1.0)) if self.char_head else 1.0
+        self.gate_sees_embedding = (
+            self.config.get("gate_features") == "embedding+prototypes+lexicon"
+        )
         self.encoder = encoder or get_encoder()
         self.model_id = (
             f"{self.encoder.model_id}+head-{hashlib.sha256(head_bytes).hexdigest()[:12]}"
@@ -98,14 +117,24 @@ class StanceModel:
 
     def _scores(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         embeddings = self.encoder.embed(texts)
+        return self.score_embeddings(embeddings, lexicon_features(texts), texts)
+
+    def score_embeddings(
+        self, embeddings: np.ndarray, lex: np.ndarray, texts: list[str] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(stance probabilities, relevance) from e5 embeddings and lexicon features: how the
+        real-news set, which keeps embeddings and no texts, is scored. A model with a character
+        n-gram head also needs the texts."""
         logits = embeddings @ self.W.T + self.b
         if self.char_head is not None:
+            if texts is None:
+                raise ValueError(f"{self.dir} mixes in a character n-gram head: it needs texts")
             logits = mix(logits, self.char_head.logits(texts), self.e5_weight)
         probs = softmax(logits, self.temperature)
-        rel = sigmoid(
-            relevance_features(embeddings, texts, self.centroids) @ self.rel_w + self.rel_b
+        features = relevance_features(
+            embeddings, None, self.centroids, lex=lex, with_embedding=self.gate_sees_embedding
         )
-        return probs, rel
+        return probs, sigmoid(features @ self.rel_w + self.rel_b)
 
     def predict(self, texts: list[str]) -> list[Prediction]:
         if not texts:

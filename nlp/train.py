@@ -17,10 +17,11 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
+from nlp import realnews
 from nlp.charngrams import CharNgramHead, cross_val_logits, mix
 from nlp.encoder import Encoder, get_encoder
 from nlp.metrics import fit_temperature, stance_report
-from nlp.stance import StanceModel, relevance_features
+from nlp.stance import StanceModel, lexicon_features, relevance_features
 
 LABELS = ("pro_russian", "neutral", "pro_kazakh")
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -33,6 +34,11 @@ CHAR_C_GRID = (4.0, 16.0, 64.0, 256.0)
 # language is left out of training, where 0.6 loses 0.02 within noise and keeps the gain on
 # articles by other writers (bench/generalization.py, README "What we tried").
 E5_WEIGHTS = (0.6, 0.7, 0.8, 0.9, 1.0)
+# Sample weight of our written passages beside real ones, and the share of real relevant
+# passages the relevance gate must keep: both chosen on the real dev split
+# (bench/realnews.py, README "Stance on real news").
+WRITTEN_WEIGHT = 0.3
+GATE_RECALL = 0.97
 
 
 def load_jsonl(path: Path | str) -> list[dict]:
@@ -199,4 +205,208 @@ def evaluate(model: StanceModel, data_path: Path | str = DEV_PATH) -> dict:
     report["offtopic_rejected"] = float((~rel_pred[~rel_true]).mean()) if (~rel_true).any() else 0.0
     report["model_id"] = model.model_id
     report["data"] = str(data_path)
+    return report
+
+
+# --------------------------------------------------------------------------- real news
+# The real-news recipe trains on stored e5 embeddings (nlp/data/realnews), so it needs no texts.
+# Folds group passages by outlet: an outlet's house style must not sit on both sides of a fold,
+# or cross-validation rewards remembering outlets (the dev split is grouped the same way).
+
+
+def outlet_folds(groups: list[str], n_splits: int = 5) -> list[tuple[np.ndarray, np.ndarray]]:
+    from sklearn.model_selection import GroupKFold
+
+    idx = np.arange(len(groups))
+    return list(GroupKFold(n_splits=n_splits).split(idx, groups=groups))
+
+
+def fit_head(
+    x: np.ndarray,
+    y: np.ndarray,
+    c: float,
+    weight: np.ndarray | None = None,
+    balanced: bool = False,
+) -> LogisticRegression:
+    head = LogisticRegression(C=c, max_iter=3000, class_weight="balanced" if balanced else None)
+    return head.fit(x, y, sample_weight=weight)
+
+
+def cv_logits(
+    x: np.ndarray,
+    y: np.ndarray,
+    folds: list[tuple[np.ndarray, np.ndarray]],
+    c: float,
+    *,
+    extra: tuple[np.ndarray, np.ndarray, float] | None = None,
+    balanced: bool = False,
+) -> np.ndarray:
+    """Out-of-fold logits; ``extra`` = (x, y, weight) rows added to every training fold (our
+    written passages), never scored."""
+    out = np.zeros((len(y), len(LABELS)))
+    for fit_idx, test_idx in folds:
+        xf, yf, wf = x[fit_idx], y[fit_idx], np.ones(len(fit_idx))
+        if extra is not None:
+            xf = np.vstack([xf, extra[0]])
+            yf = np.concatenate([yf, extra[1]])
+            wf = np.concatenate([wf, np.full(len(extra[1]), extra[2])])
+        out[test_idx] = fit_head(xf, yf, c, wf, balanced).decision_function(x[test_idx])
+    return out
+
+
+def choose_c(
+    x: np.ndarray,
+    y: np.ndarray,
+    folds: list[tuple[np.ndarray, np.ndarray]],
+    *,
+    extra: tuple[np.ndarray, np.ndarray, float] | None = None,
+    balanced: bool = False,
+    grid: tuple[float, ...] = C_GRID,
+) -> tuple[float, np.ndarray, float]:
+    """(C, its out-of-fold logits, their macro-F1): the best C of ``grid`` on grouped folds."""
+    best = (grid[0], np.zeros((len(y), len(LABELS))), -1.0)
+    for c in grid:
+        logits = cv_logits(x, y, folds, c, extra=extra, balanced=balanced)
+        f1 = _macro_f1(logits, y)
+        if f1 > best[2]:
+            best = (c, logits, f1)
+    return best
+
+
+def gate_threshold(scores: np.ndarray, relevant: np.ndarray, recall: float) -> float:
+    """The highest threshold that keeps at least ``recall`` of the relevant passages."""
+    on_topic = np.sort(scores[relevant])
+    k = int(np.floor((1.0 - recall) * len(on_topic)))
+    return float(on_topic[min(k, len(on_topic) - 1)]) if len(on_topic) else 0.5
+
+
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-6), 1 - 1e-6)
+    return float(np.log(p / (1 - p)))
+
+
+def train_real(
+    realnews_dir: Path = realnews.DEFAULT_DIR,
+    out_dir: Path | str = Path("data/models/stance"),
+    *,
+    written_path: Path | str | None = TRAIN_PATH,
+    written_weight: float = WRITTEN_WEIGHT,
+    gate_recall: float = GATE_RECALL,
+    encoder: Encoder | None = None,
+    log: Callable[[str], None] = print,
+) -> Path:
+    """Stance head and relevance gate from the real-news train split's stored embeddings, plus
+    (at ``written_weight``) our written passages. Dev is never read."""
+    rows, emb, lex = realnews.load(realnews_dir)
+    train = np.array([r["split"] == "train" for r in rows])
+    rows = [r for r, keep in zip(rows, train, strict=True) if keep]
+    emb, lex = emb[train], lex[train]
+    relevant = np.array([bool(r["relevant"]) for r in rows])
+    outlets = [r["outlet"] for r in rows]
+    y = np.array([LABELS.index(r["label"]) for r in rows if r["relevant"]])
+    encoder = encoder or get_encoder()
+
+    w_emb = np.zeros((0, emb.shape[1]), dtype=np.float32)
+    w_lex = np.zeros((0, lex.shape[1]), dtype=np.float32)
+    w_rel = np.zeros(0, dtype=bool)
+    w_y = np.zeros(0, dtype=int)
+    if written_path is not None and written_weight > 0:
+        w_rows = load_jsonl(written_path)
+        log(f"embedding {len(w_rows)} written passages (weight {written_weight})")
+        w_texts = [r["text"] for r in w_rows]
+        w_emb, w_lex = encoder.embed(w_texts), lexicon_features(w_texts)
+        w_rel = np.array([bool(r.get("relevant", True)) for r in w_rows])
+        w_y = np.array([LABELS.index(r["label"]) for r in w_rows if r.get("relevant", True)])
+
+    # stance head: C by outlet-grouped CV on the real train split
+    x = emb[relevant]
+    folds = outlet_folds([o for o, keep in zip(outlets, relevant, strict=True) if keep])
+    extra = (w_emb[w_rel], w_y, written_weight) if len(w_y) else None
+    c, oof, cv_f1 = choose_c(x, y, folds, extra=extra)
+    log(f"  stance head C={c}: outlet-grouped CV macro-F1 {cv_f1:.3f} on {len(y)} real passages")
+    weight = np.concatenate([np.ones(len(y)), np.full(len(w_y), written_weight)])
+    head = fit_head(np.vstack([x, w_emb[w_rel]]), np.concatenate([y, w_y]), c, weight)
+    temperature = fit_temperature(oof, y)
+
+    # relevance gate: real and written passages, embedding + prototypes + lexicon; its bias is
+    # shifted so that 0.5 keeps `gate_recall` of real relevant passages out of fold, and the
+    # article threshold downstream keeps its meaning
+    g_emb, g_lex = np.vstack([emb, w_emb]), np.vstack([lex, w_lex])
+    g_rel = np.concatenate([relevant, w_rel])
+    centroids = np.stack([_centroid(g_emb[g_rel]), _centroid(g_emb[~g_rel])])
+    feats = relevance_features(g_emb, None, centroids, lex=g_lex, with_embedding=True)
+    groups = outlets + [f"written-{i % 5}" for i in range(len(w_rel))]
+    oof_gate = np.zeros(len(g_rel))
+    for fit_idx, test_idx in outlet_folds(groups):
+        gate = LogisticRegression(C=1.0, class_weight="balanced", max_iter=3000)
+        gate.fit(feats[fit_idx], g_rel[fit_idx])
+        oof_gate[test_idx] = gate.predict_proba(feats[test_idx])[:, 1]
+    threshold = gate_threshold(oof_gate[: len(rows)], relevant, gate_recall)
+    gate = LogisticRegression(C=1.0, class_weight="balanced", max_iter=3000).fit(feats, g_rel)
+    log(f"  relevance gate: out-of-fold threshold {threshold:.3f} for recall {gate_recall}")
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(
+        out / "head.npz",
+        W=head.coef_.astype(np.float32),
+        b=head.intercept_.astype(np.float32),
+        rel_w=gate.coef_[0].astype(np.float32),
+        rel_b=np.float32(gate.intercept_[0] - _logit(threshold)),
+        centroids=centroids.astype(np.float32),
+    )
+    manifest = Path(realnews_dir) / realnews.MANIFEST_NAME
+    langs = Counter(r["lang"] for r in rows if r["relevant"])
+    config = {
+        "labels": list(LABELS),
+        "backend": "embedding-head",
+        "temperature": temperature,
+        "gate_features": "embedding+prototypes+lexicon",
+        "relevance_threshold": 0.5,
+        "article_relevance_threshold": 0.4,
+        "card": {
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "encoder": encoder.model_id,
+            "recipe": "real news (stored e5 embeddings) + written passages, logistic regression",
+            "training_data": "realnews/manifest.jsonl (split=train)",
+            "training_data_sha256": file_sha256(manifest),
+            "written_data": Path(written_path).name if extra and written_path else None,
+            "written_data_sha256": file_sha256(written_path) if extra and written_path else None,
+            "written_weight": written_weight if extra else 0.0,
+            "n_train": int(len(y)),
+            "n_train_written": int(len(w_y)),
+            "n_offtopic": int((~relevant).sum() + (~w_rel).sum()),
+            "train_languages": dict(sorted(langs.items())),
+            "head": f"logistic regression, C={c}",
+            "cv": "5-fold, grouped by outlet",
+            "cv_macro_f1": round(cv_f1, 4),
+            "temperature": round(temperature, 4),
+            "gate_recall_target": gate_recall,
+            "gate_oof_threshold": round(threshold, 4),
+        },
+    }
+    (out / "config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
+    log(f"saved head to {out} (C={c}, T={temperature:.3f}, CV macro-F1 {cv_f1:.3f})")
+    return out
+
+
+def evaluate_real(model: StanceModel, realnews_dir: Path = realnews.DEFAULT_DIR) -> dict:
+    """Stance metrics on the real dev split's relevant rows, from stored embeddings; relevance
+    recall and precision on all its rows."""
+    rows, emb, lex = realnews.load(realnews_dir)
+    dev = np.array([r["split"] == "dev" for r in rows])
+    rows = [r for r, keep in zip(rows, dev, strict=True) if keep]
+    probs, rel = model.score_embeddings(emb[dev], lex[dev])
+    truth = np.array([bool(r["relevant"]) for r in rows])
+    keep = rel >= model.relevance_threshold
+    y = np.array([model.labels.index(r["label"]) for r in rows if r["relevant"]])
+    report = stance_report(
+        probs[truth], y, [r["lang"] for r in rows if r["relevant"]], model.labels
+    )
+    report["relevance_recall"] = float(keep[truth].mean()) if truth.any() else 0.0
+    report["relevance_precision"] = float(truth[keep].mean()) if keep.any() else 0.0
+    report["offtopic_rejected"] = float((~keep[~truth]).mean()) if (~truth).any() else 0.0
+    report["relevance_accuracy"] = float((keep == truth).mean())
+    report["model_id"] = model.model_id
+    report["data"] = "real-news dev split"
     return report

@@ -1,0 +1,306 @@
+"""The real-news labelled set: a manifest of facts about real passages, never their sentences.
+
+The repository keeps, for each labelled passage of a real article, its URL, outlet, language,
+date, our label, confidence and rationale, the paragraph's position, a SHA-256 of its
+normalised text and (in a companion ``.npz``) its e5 embedding in float16. The texts
+themselves live only in the git-ignored ``data/`` folder, rebuilt by ``cstowatch data hydrate``.
+
+Everything here is pure: rows in, rows out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import unicodedata
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+LABELS = ("pro_russian", "neutral", "pro_kazakh")
+DEFAULT_DIR = Path(__file__).resolve().parent / "data" / "realnews"
+MANIFEST_NAME = "manifest.jsonl"
+EMBEDDINGS_NAME = "embeddings.npz"
+
+
+def normalise_passage(text: str) -> str:
+    """The form a passage is hashed in: NFKC, case-folded, whitespace collapsed.
+
+    Case-folding and whitespace collapsing make the hash survive the small differences between a
+    stored copy of a page and a fresh extraction of it (line breaks, non-breaking spaces).
+    """
+    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+
+
+def passage_hash(text: str) -> str:
+    """SHA-256 (hex) of the normalised passage."""
+    return hashlib.sha256(normalise_passage(text).encode("utf-8")).hexdigest()
+
+
+def find_passages(paragraphs: Iterable[str], wanted: set[str]) -> dict[str, str]:
+    """Map each wanted hash to the paragraph of ``paragraphs`` that has it."""
+    found: dict[str, str] = {}
+    for paragraph in paragraphs:
+        digest = passage_hash(paragraph)
+        if digest in wanted and digest not in found:
+            found[digest] = paragraph
+    return found
+
+
+def read_manifest(path: Path) -> list[dict]:
+    rows = []
+    with path.open(encoding="utf-8") as fh:
+        for number, line in enumerate(fh, 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"{path}:{number}: not JSON ({exc.msg})") from exc
+    return rows
+
+
+# --------------------------------------------------------------------------- building
+
+# What a committed manifest row holds; "text" is deliberately absent.
+MANIFEST_FIELDS = (
+    "id",
+    "url",
+    "outlet",
+    "outlet_country",
+    "outlet_type",
+    "lang",
+    "script",
+    "date",
+    "para_index",
+    "chars",
+    "sha256",
+    "relevant",
+    "label",
+    "confidence",
+    "rationale",
+    "topic",
+    "second_label",  # the blind second coder's label (off_topic for irrelevant), if coded twice
+    "adjudicated",  # the two coders disagreed and the label was settled on a third reading
+    "split",
+)
+MIN_CHARS, MAX_CHARS = 60, 2000
+
+
+class ManifestError(ValueError):
+    """A labelled row that cannot go into the manifest (bad label, language or text)."""
+
+
+def _checked(row: dict, where: str) -> dict:
+    text = row.get("text") or ""
+    if not MIN_CHARS <= len(text) <= MAX_CHARS:
+        raise ManifestError(f"{where}: text has {len(text)} characters")
+    relevant = bool(row.get("relevant"))
+    label = row.get("label") if relevant else None
+    if relevant and label not in LABELS:
+        raise ManifestError(f"{where}: label {label!r} is not one of {LABELS}")
+    if not row.get("url") or not row.get("outlet") or not row.get("lang"):
+        raise ManifestError(f"{where}: url, outlet and lang are required")
+    return {**row, "relevant": relevant, "label": label}
+
+
+def dedupe(rows: list[dict]) -> tuple[list[dict], int]:
+    """Drop repeated passages (same normalised text, e.g. a syndicated wire): the first stays."""
+    seen: set[str] = set()
+    kept = []
+    for row in rows:
+        digest = passage_hash(row["text"])
+        if digest not in seen:
+            seen.add(digest)
+            kept.append(row)
+    return kept, len(rows) - len(kept)
+
+
+def manifest_row(row: dict, split: str) -> dict:
+    """The committed form of a labelled row: facts and numbers, no text."""
+    out = {key: row.get(key) for key in MANIFEST_FIELDS}
+    out.update(
+        second_label=row.get("second_label"),
+        adjudicated=bool(row.get("adjudicated", False)),
+        id=passage_hash(row["text"])[:16],
+        chars=len(row["text"]),
+        sha256=passage_hash(row["text"]),
+        split=split,
+        outlet=str(row["outlet"]).lower().removeprefix("www."),
+        confidence=round(float(row.get("confidence") or 0.0), 2),
+    )
+    return out
+
+
+def outlet_split(rows: list[dict], dev_share: float = 0.27, seed: int = 0) -> dict[str, str]:
+    """Assign whole outlets to ``dev`` until each language has ``dev_share`` of its rows there.
+
+    Outlets are shuffled with the seed and taken in turn by the language that most needs dev rows,
+    so no outlet is on both sides and every language gets about the same dev share. Returns
+    outlet -> "train" | "dev".
+    """
+    rng = np.random.default_rng(seed)
+    by_outlet: dict[str, list[dict]] = {}
+    for row in rows:
+        by_outlet.setdefault(str(row["outlet"]).lower().removeprefix("www."), []).append(row)
+    outlets = sorted(by_outlet)
+    rng.shuffle(outlets)
+    total: dict[str, int] = {}
+    for row in rows:
+        total[row["lang"]] = total.get(row["lang"], 0) + 1
+    in_dev = dict.fromkeys(total, 0)
+    split = {}
+    for outlet in outlets:
+        counts: dict[str, int] = {}
+        for row in by_outlet[outlet]:
+            counts[row["lang"]] = counts.get(row["lang"], 0) + 1
+        main = max(counts, key=counts.__getitem__)
+        # an outlet too big for the dev share of its language stays in train
+        fits = in_dev[main] + counts[main] <= dev_share * total[main] * 1.05
+        if fits and in_dev[main] < dev_share * total[main]:
+            split[outlet] = "dev"
+            for lang, n in counts.items():
+                in_dev[lang] += n
+        else:
+            split[outlet] = "train"
+    return split
+
+
+def build_manifest(raw: list[dict], dev_share: float = 0.27, seed: int = 0) -> list[dict]:
+    """Labelled rows with texts -> manifest rows (checked, deduplicated, split by outlet)."""
+    checked = [_checked(row, f"row {n}") for n, row in enumerate(raw, 1)]
+    kept, _ = dedupe(checked)
+    split = outlet_split(kept, dev_share, seed)
+    return [
+        manifest_row(row, split[str(row["outlet"]).lower().removeprefix("www.")]) for row in kept
+    ]
+
+
+def write_manifest(rows: list[dict], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    tmp.replace(path)
+
+
+def save_embeddings(path: Path, ids: list[str], embeddings: np.ndarray, lex: np.ndarray) -> None:
+    """float16 embeddings and the lexicon features of the relevance gate, keyed by row id."""
+    tmp = path.with_name(path.stem + ".tmp.npz")
+    np.savez_compressed(
+        tmp, ids=np.array(ids), embeddings=embeddings.astype(np.float16), lex=lex.astype(np.float16)
+    )
+    tmp.replace(path)
+
+
+def load(directory: Path = DEFAULT_DIR) -> tuple[list[dict], np.ndarray, np.ndarray]:
+    """Manifest rows with their embeddings and lexicon features (float32), in manifest order."""
+    rows = read_manifest(directory / MANIFEST_NAME)
+    with np.load(directory / EMBEDDINGS_NAME) as data:
+        index = {str(i): n for n, i in enumerate(data["ids"])}
+        missing = [r["id"] for r in rows if r["id"] not in index]
+        if missing:
+            raise ManifestError(
+                f"{len(missing)} manifest rows have no embedding, e.g. {missing[0]}"
+            )
+        order = [index[r["id"]] for r in rows]
+        return (
+            rows,
+            data["embeddings"][order].astype(np.float32),
+            data["lex"][order].astype(np.float32),
+        )
+
+
+def read_raw(paths: list[Path]) -> list[dict]:
+    """Labelled rows with their texts (the labellers' files under the git-ignored data/)."""
+    rows = []
+    for path in paths:
+        rows.extend(read_manifest(path))
+    return rows
+
+
+def build(
+    raw_paths: list[Path],
+    out_dir: Path = DEFAULT_DIR,
+    texts_path: Path = Path("data/realnews/texts.jsonl"),
+    *,
+    encoder_dir: str | None = None,
+    dev_share: float = 0.27,
+    log=print,  # type: ignore[no-untyped-def]
+) -> list[dict]:
+    """Labelled rows with texts -> committed manifest + embeddings, texts kept under data/."""
+    from nlp.encoder import get_encoder
+    from nlp.stance import lexicon_features
+
+    raw = read_raw(raw_paths)
+    rows = build_manifest(raw, dev_share)
+    text_of = {passage_hash(r["text"]): r["text"] for r in raw}
+    texts = [text_of[r["sha256"]] for r in rows]
+    log(f"{len(raw)} labelled rows -> {len(rows)} passages after de-duplication; embedding them")
+    embeddings = get_encoder(encoder_dir).embed(texts)
+    lex = lexicon_features(texts)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_manifest(rows, out_dir / MANIFEST_NAME)
+    save_embeddings(out_dir / EMBEDDINGS_NAME, [r["id"] for r in rows], embeddings, lex)
+    texts_path.parent.mkdir(parents=True, exist_ok=True)
+    write_manifest(
+        [
+            {"id": r["id"], "sha256": r["sha256"], "text": t}
+            for r, t in zip(rows, texts, strict=True)
+        ],
+        texts_path,
+    )
+    return rows
+
+
+def read_texts(path: Path, rows: list[dict]) -> list[str | None]:
+    """Hydrated texts aligned with manifest rows (None where a text is missing or changed)."""
+    if not path.exists():
+        return [None] * len(rows)
+    by_hash = {r["sha256"]: r["text"] for r in read_manifest(path) if r.get("text")}
+    return [by_hash.get(r["sha256"]) for r in rows]
+
+
+# --------------------------------------------------------------------------- second coding
+
+OFF_TOPIC = "off_topic"
+CODES = (*LABELS, OFF_TOPIC)
+
+
+def code_of(row: dict) -> str:
+    """One code per row for agreement: the stance label, or off_topic."""
+    return row["label"] if row.get("relevant") else OFF_TOPIC
+
+
+def second_sample(rows: list[dict], share: float = 0.15, seed: int = 1) -> list[dict]:
+    """A blind sample for the second coder, stratified by language: id and text only."""
+    rng = np.random.default_rng(seed)
+    by_lang: dict[str, list[dict]] = {}
+    for row in rows:
+        by_lang.setdefault(row["lang"], []).append(row)
+    sample: list[dict] = []
+    for lang in sorted(by_lang):
+        group = by_lang[lang]
+        take = rng.choice(len(group), size=max(1, round(share * len(group))), replace=False)
+        sample.extend(
+            {"key": passage_hash(group[i]["text"]), "lang": lang, "text": group[i]["text"]}
+            for i in sorted(take)
+        )
+    return sample
+
+
+def agreement(first: list[str], second: list[str]) -> dict:
+    """Cohen's kappa over the four codes, and over stance where both coders saw a stance."""
+    from sklearn.metrics import cohen_kappa_score
+
+    both = [(a, b) for a, b in zip(first, second, strict=True) if OFF_TOPIC not in (a, b)]
+    return {
+        "n": len(first),
+        "agreement": float(np.mean([a == b for a, b in zip(first, second, strict=True)])),
+        "kappa": float(cohen_kappa_score(first, second, labels=list(CODES))),
+        "n_stance": len(both),
+        "kappa_stance": float(
+            cohen_kappa_score([a for a, _ in both], [b for _, b in both], labels=list(LABELS))
+        ),
+    }

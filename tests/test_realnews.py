@@ -1,0 +1,159 @@
+"""The real-news labelled set: its building blocks, and data rules on the committed manifest."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nlp import realnews
+from nlp.train import LABELS
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_CHECK = REPO.parent / "shared" / "tools" / "heldout_check.py"
+MANIFEST = realnews.DEFAULT_DIR / realnews.MANIFEST_NAME
+TEXTS = REPO / "data" / "realnews" / "texts.jsonl"
+
+
+def _row(text: str, outlet: str, lang: str = "en", label: str | None = "neutral") -> dict:
+    return {
+        "url": f"https://{outlet}/a/{abs(hash(text)) % 10_000}",
+        "outlet": outlet,
+        "lang": lang,
+        "text": text,
+        "relevant": label is not None,
+        "label": label,
+        "confidence": 0.8,
+        "rationale": "a test row",
+    }
+
+
+def test_passage_hash_survives_whitespace_case_and_nbsp() -> None:
+    a = "The CSTO  summit met in Astana.\n"
+    b = "the csto\u00a0summit met in ASTANA."
+    assert realnews.passage_hash(a) == realnews.passage_hash(b)
+    assert realnews.passage_hash(a) != realnews.passage_hash("The CSTO summit met in Minsk.")
+    found = realnews.find_passages(["x" * 10, b], {realnews.passage_hash(a)})
+    assert found == {realnews.passage_hash(a): b}
+
+
+def test_build_manifest_keeps_no_text_dedupes_and_splits_by_outlet() -> None:
+    raw = []
+    for o in range(12):
+        for k in range(5):
+            raw.append(
+                _row(
+                    f"Outlet {o} passage {k} about the CSTO and Kazakhstan, long enough.",
+                    f"o{o}.kz",
+                )
+            )
+    raw.append(dict(raw[0], url="https://mirror.example/copy"))  # a syndicated copy
+    rows = realnews.build_manifest(raw, dev_share=0.25)
+    assert len(rows) == 60
+    assert all("text" not in r for r in rows)
+    assert set(rows[0]) == set(realnews.MANIFEST_FIELDS)
+    sides: dict[str, set[str]] = {}
+    for r in rows:
+        sides.setdefault(r["outlet"], set()).add(r["split"])
+    assert all(len(s) == 1 for s in sides.values())
+    dev = sum(r["split"] == "dev" for r in rows)
+    assert 10 <= dev <= 20
+
+
+def test_build_manifest_refuses_a_bad_label() -> None:
+    bad = _row("A passage about Russia and Kazakhstan, and long enough to keep here.", "x.kz")
+    bad["label"] = "pro_moscow"
+    with pytest.raises(realnews.ManifestError, match="pro_moscow"):
+        realnews.build_manifest([bad])
+
+
+# ------------------------------------------------------------------ the committed set
+
+needs_manifest = pytest.mark.skipif(not MANIFEST.exists(), reason="no real-news manifest")
+
+
+@pytest.fixture(scope="module")
+def committed():  # type: ignore[no-untyped-def]
+    return realnews.load()
+
+
+@needs_manifest
+def test_manifest_rows_follow_the_data_rules(committed) -> None:  # type: ignore[no-untyped-def]
+    rows, emb, lex = committed
+    assert len({r["id"] for r in rows}) == len(rows)
+    assert len({r["sha256"] for r in rows}) == len(rows)
+    for r in rows:
+        assert "text" not in r
+        assert set(r) == set(realnews.MANIFEST_FIELDS)
+        assert r["split"] in ("train", "dev")
+        assert re.fullmatch(r"[0-9a-f]{64}", r["sha256"])
+        assert r["url"].startswith(("http://", "https://"))
+        assert (r["label"] in LABELS) if r["relevant"] else r["label"] is None
+        assert r["rationale"]
+    assert emb.shape == (len(rows), 384) and lex.shape[0] == len(rows)
+    assert np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=0.01)
+
+
+@needs_manifest
+def test_train_and_dev_share_no_outlet_and_dev_is_large_enough(committed) -> None:  # type: ignore[no-untyped-def]
+    rows, _, _ = committed
+    train = {r["outlet"] for r in rows if r["split"] == "train"}
+    dev = {r["outlet"] for r in rows if r["split"] == "dev"}
+    assert not train & dev
+    dev_relevant = Counter(r["lang"] for r in rows if r["split"] == "dev" and r["relevant"])
+    for lang in ("en", "ru", "kk", "fr"):
+        assert dev_relevant[lang] >= 100, dev_relevant
+
+
+@needs_manifest
+def test_each_language_is_balanced_and_drawn_from_many_outlets(committed) -> None:  # type: ignore[no-untyped-def]
+    rows, _, _ = committed
+    assert len({r["outlet"] for r in rows}) >= 150
+    assert sum(not r["relevant"] for r in rows) >= 250
+    for lang in ("en", "ru", "kk", "fr"):
+        labels = Counter(r["label"] for r in rows if r["lang"] == lang and r["relevant"])
+        total = sum(labels.values())
+        assert total >= 400, (lang, total)
+        for label in LABELS:
+            assert 0.25 <= labels[label] / total <= 0.45, (lang, labels)
+    latin_kk = sum(r["lang"] == "kk" and r["script"] == "latn" for r in rows)
+    assert latin_kk >= 30
+
+
+@needs_manifest
+@pytest.mark.skipif(not SHARED_CHECK.exists(), reason="../shared/tools (the team's) is absent")
+def test_no_row_comes_from_a_held_out_article() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(SHARED_CHECK), str(MANIFEST)], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.skipif(not TEXTS.exists(), reason="texts not hydrated (cstowatch data hydrate)")
+def test_no_article_sentence_is_in_the_repository() -> None:
+    """No run of 12 words of a hydrated text appears in a tracked file. (Shorter runs catch
+    famous quotes that our written passages cite, such as Nikonov's "great gift".)"""
+    shingles = set()
+    for line in TEXTS.read_text(encoding="utf-8").splitlines():
+        words = json.loads(line)["text"].split()
+        shingles.update(" ".join(words[i : i + 12]) for i in range(0, max(len(words) - 11, 1), 3))
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.split()
+    leaks = []
+    for name in tracked:
+        path = REPO / name
+        if path.suffix in (".npz", ".png", ".npy") or not path.is_file():
+            continue
+        words = path.read_text(encoding="utf-8", errors="ignore").split()
+        for i in range(len(words) - 11):
+            if " ".join(words[i : i + 12]) in shingles:
+                leaks.append(name)
+                break
+    assert not leaks, leaks
