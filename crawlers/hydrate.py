@@ -35,7 +35,7 @@ from typing import Any
 from crawlers.collect import CollectError, run_spiders
 from crawlers.sources import Source
 from crawlers.urls import host_of, in_domains, normalise
-from nlp.realnews import find_passages, passage_hash, read_manifest
+from nlp.realnews import ManifestError, find_passages, passage_hash, read_manifest
 
 DEFAULT_OUT = Path("data/realnews/texts.jsonl")
 OUTCOMES = ("found", "changed", "vanished", "blocked", "offsite", "error")
@@ -47,10 +47,6 @@ _REFUSED_STATUS = {401, 403, 451}
 # Twisted/Scrapy exception names for a host that no longer answers at all.
 _UNREACHABLE = ("DNSLookupError", "ConnectionRefused", "NoRouteError")
 _BLOCK_PAGES = {"blocked", "consent", "paywall"}
-
-
-class ManifestError(ValueError):
-    """The manifest (or an existing output file) cannot be used; the message says where."""
 
 
 @dataclass(frozen=True)

@@ -806,6 +806,76 @@ def sources_check(
     console.print(", ".join(f"{k}: {v}" for k, v in summarise(results).items()))
 
 
+@data_app.command("build")
+def data_build(
+    raw: Annotated[list[Path], typer.Argument(help="Labelled rows with texts (JSON lines)")],
+    out: Annotated[Path, typer.Option(help="Manifest folder")] = Path("nlp/data/realnews"),
+    texts: Annotated[Path, typer.Option(help="Where the texts go")] = Path(
+        "data/realnews/texts.jsonl"
+    ),
+    second: Annotated[
+        list[Path] | None, typer.Option(help="The blind second coder's codes ({key, code})")
+    ] = None,
+    adjudicated: Annotated[
+        list[Path] | None, typer.Option(help="Codes settled where the coders disagreed")
+    ] = None,
+    heldout_check: Annotated[
+        Path | None,
+        typer.Option(help="The team's held-out check; rows it names are dropped"),
+    ] = None,
+) -> None:
+    """Build the real-news manifest and embeddings from labelled rows; texts stay in data/."""
+    import subprocess
+    import sys
+
+    from nlp import realnews
+
+    exclude: set[str] = set()
+    if heldout_check is not None:
+        proc = subprocess.run(
+            [sys.executable, str(heldout_check), *map(str, raw)], capture_output=True, text=True
+        )
+        if proc.returncode not in (0, 1):
+            fail(f"{heldout_check} failed: {proc.stdout.strip()} {proc.stderr.strip()}", 2)
+        exclude = {
+            line.rsplit(": ", 1)[-1].strip()
+            for line in proc.stdout.splitlines()
+            if "held-out source" in line
+        }
+        err.print(f"{len(exclude)} held-out source URL(s) excluded")
+    try:
+        rows = realnews.build(
+            raw,
+            out,
+            texts,
+            second_paths=second,
+            adjudicated_paths=adjudicated,
+            exclude_urls=frozenset(exclude),
+            log=lambda m: err.print(m),
+        )
+    except (OSError, realnews.ManifestError) as exc:
+        fail(str(exc), 2)
+    langs = sorted({r["lang"] for r in rows})
+    table = Table(title=f"{out}: {len(rows)} passages, {len({r['outlet'] for r in rows})} outlets")
+    for col in ("lang", "split", *realnews.CODES):
+        table.add_column(col, justify="right")
+    for lang in langs:
+        for split in ("train", "dev"):
+            codes = [realnews.code_of(r) for r in rows if r["lang"] == lang and r["split"] == split]
+            table.add_row(lang, split, *(str(codes.count(c)) for c in realnews.CODES))
+    console.print(table)
+    coded = [r for r in rows if r.get("second_label")]
+    if coded:
+        agree = realnews.agreement(
+            [r["first_label"] for r in coded], [r["second_label"] for r in coded]
+        )
+        console.print(
+            f"second coding: {agree['n']} rows, agreement {agree['agreement']:.3f}, "
+            f"Cohen's kappa {agree['kappa']:.3f} (stance only: {agree['kappa_stance']:.3f} "
+            f"on {agree['n_stance']}); {sum(r['adjudicated'] for r in rows)} adjudicated"
+        )
+
+
 @data_app.command("hydrate")
 def data_hydrate(
     manifest: Annotated[Path, typer.Argument(help="The manifest (JSON lines)")],

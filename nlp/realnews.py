@@ -80,7 +80,8 @@ MANIFEST_FIELDS = (
     "confidence",
     "rationale",
     "topic",
-    "second_label",  # the blind second coder's label (off_topic for irrelevant), if coded twice
+    "first_label",  # on rows coded twice: the first coder's code (off_topic for irrelevant)
+    "second_label",  # on rows coded twice: the blind second coder's code
     "adjudicated",  # the two coders disagreed and the label was settled on a third reading
     "split",
 )
@@ -88,7 +89,7 @@ MIN_CHARS, MAX_CHARS = 60, 2000
 
 
 class ManifestError(ValueError):
-    """A labelled row that cannot go into the manifest (bad label, language or text)."""
+    """A manifest, or a labelled row for one, that cannot be used; the message says where."""
 
 
 def _checked(row: dict, where: str) -> dict:
@@ -116,17 +117,26 @@ def dedupe(rows: list[dict]) -> tuple[list[dict], int]:
     return kept, len(rows) - len(kept)
 
 
+def outlet_of(row: dict) -> str:
+    """The outlet as its registered domain (kaz.inform.kz and en.inform.kz are one outlet), so
+    that the train/dev split keeps an outlet's editions on one side."""
+    from courlan import extract_domain
+
+    return extract_domain(row["url"]) or str(row["outlet"]).lower().removeprefix("www.")
+
+
 def manifest_row(row: dict, split: str) -> dict:
     """The committed form of a labelled row: facts and numbers, no text."""
     out = {key: row.get(key) for key in MANIFEST_FIELDS}
     out.update(
+        first_label=row.get("first_label"),
         second_label=row.get("second_label"),
         adjudicated=bool(row.get("adjudicated", False)),
         id=passage_hash(row["text"])[:16],
         chars=len(row["text"]),
         sha256=passage_hash(row["text"]),
         split=split,
-        outlet=str(row["outlet"]).lower().removeprefix("www."),
+        outlet=outlet_of(row),
         confidence=round(float(row.get("confidence") or 0.0), 2),
     )
     return out
@@ -142,7 +152,7 @@ def outlet_split(rows: list[dict], dev_share: float = 0.27, seed: int = 0) -> di
     rng = np.random.default_rng(seed)
     by_outlet: dict[str, list[dict]] = {}
     for row in rows:
-        by_outlet.setdefault(str(row["outlet"]).lower().removeprefix("www."), []).append(row)
+        by_outlet.setdefault(outlet_of(row), []).append(row)
     outlets = sorted(by_outlet)
     rng.shuffle(outlets)
     total: dict[str, int] = {}
@@ -171,9 +181,7 @@ def build_manifest(raw: list[dict], dev_share: float = 0.27, seed: int = 0) -> l
     checked = [_checked(row, f"row {n}") for n, row in enumerate(raw, 1)]
     kept, _ = dedupe(checked)
     split = outlet_split(kept, dev_share, seed)
-    return [
-        manifest_row(row, split[str(row["outlet"]).lower().removeprefix("www.")]) for row in kept
-    ]
+    return [manifest_row(row, split[outlet_of(row)]) for row in kept]
 
 
 def write_manifest(rows: list[dict], path: Path) -> None:
@@ -225,6 +233,9 @@ def build(
     out_dir: Path = DEFAULT_DIR,
     texts_path: Path = Path("data/realnews/texts.jsonl"),
     *,
+    second_paths: list[Path] | None = None,
+    adjudicated_paths: list[Path] | None = None,
+    exclude_urls: frozenset[str] = frozenset(),
     encoder_dir: str | None = None,
     dev_share: float = 0.27,
     log=print,  # type: ignore[no-untyped-def]
@@ -233,7 +244,11 @@ def build(
     from nlp.encoder import get_encoder
     from nlp.stance import lexicon_features
 
-    raw = read_raw(raw_paths)
+    raw = [r for r in read_raw(raw_paths) if r.get("url") not in exclude_urls]
+    if second_paths:
+        second = read_raw(second_paths)
+        settled = read_raw(adjudicated_paths or [])
+        raw = apply_second_coding(raw, second, settled)
     rows = build_manifest(raw, dev_share)
     text_of = {passage_hash(r["text"]): r["text"] for r in raw}
     texts = [text_of[r["sha256"]] for r in rows]
@@ -304,3 +319,28 @@ def agreement(first: list[str], second: list[str]) -> dict:
             cohen_kappa_score([a for a, _ in both], [b for _, b in both], labels=list(LABELS))
         ),
     }
+
+
+def apply_second_coding(
+    raw: list[dict], second: list[dict], adjudicated: list[dict] | None = None
+) -> list[dict]:
+    """Raw rows with the blind second coder's code (``second_label``) and, where the two
+    disagreed and a third reading settled it, the settled code as the row's label."""
+    second_of = {r["key"]: r["code"] for r in second}
+    settled = {r["key"]: r["code"] for r in adjudicated or []}
+    out = []
+    for row in raw:
+        key = passage_hash(row["text"])
+        row = dict(row)
+        if key in second_of:
+            row["first_label"] = code_of(row)
+            row["second_label"] = second_of[key]
+            if second_of[key] != code_of(row) and key in settled:
+                code = settled[key]
+                if code not in CODES:
+                    raise ManifestError(f"adjudicated code {code!r} is not one of {CODES}")
+                row["relevant"] = code != OFF_TOPIC
+                row["label"] = None if code == OFF_TOPIC else code
+                row["adjudicated"] = True
+        out.append(row)
+    return out

@@ -73,6 +73,34 @@ def test_build_manifest_refuses_a_bad_label() -> None:
         realnews.build_manifest([bad])
 
 
+def test_second_coding_keeps_both_codes_and_applies_only_settled_disagreements() -> None:
+    a = _row("First passage on the CSTO deployment in Almaty in January 2022.", "a.kz")
+    b = _row(
+        "Second passage: Tokayev will not recognise the Donbas republics.",
+        "b.kz",
+        label="pro_kazakh",
+    )
+    c = _row(
+        "Third passage about wheat prices in Kostanay this autumn, off the topic.",
+        "c.kz",
+        label=None,
+    )
+    key = {n: realnews.passage_hash(r["text"]) for n, r in (("a", a), ("b", b), ("c", c))}
+    second = [
+        {"key": key["a"], "code": "pro_russian"},  # disagreement, settled below
+        {"key": key["b"], "code": "pro_kazakh"},  # agreement
+        {"key": key["c"], "code": "neutral"},  # disagreement, left unsettled
+    ]
+    rows = realnews.apply_second_coding([a, b, c], second, [{"key": key["a"], "code": "off_topic"}])
+    assert [r["first_label"] for r in rows] == ["neutral", "pro_kazakh", "off_topic"]
+    assert [r["second_label"] for r in rows] == ["pro_russian", "pro_kazakh", "neutral"]
+    assert rows[0]["relevant"] is False and rows[0]["label"] is None and rows[0]["adjudicated"]
+    assert rows[2]["label"] is None and not rows[2].get("adjudicated")
+    agree = realnews.agreement([r["first_label"] for r in rows], [r["second_label"] for r in rows])
+    assert agree["n"] == 3 and agree["agreement"] == pytest.approx(1 / 3)
+    assert agree["kappa"] < 0.5
+
+
 # ------------------------------------------------------------------ the committed set
 
 needs_manifest = pytest.mark.skipif(not MANIFEST.exists(), reason="no real-news manifest")
