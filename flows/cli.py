@@ -823,6 +823,13 @@ def data_build(
         Path | None,
         typer.Option(help="The team's held-out check; rows it names are dropped"),
     ] = None,
+    balance: Annotated[
+        bool,
+        typer.Option(
+            help="Keep each label within 25-45% per language (drops the least confident "
+            "rows of the largest label)"
+        ),
+    ] = False,
 ) -> None:
     """Build the real-news manifest and embeddings from labelled rows; texts stay in data/."""
     import subprocess
@@ -851,6 +858,7 @@ def data_build(
             second_paths=second,
             adjudicated_paths=adjudicated,
             exclude_urls=frozenset(exclude),
+            balanced=balance,
             log=lambda m: err.print(m),
         )
     except (OSError, realnews.ManifestError) as exc:

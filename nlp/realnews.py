@@ -142,12 +142,27 @@ def manifest_row(row: dict, split: str) -> dict:
     return out
 
 
-def outlet_split(rows: list[dict], dev_share: float = 0.27, seed: int = 0) -> dict[str, str]:
-    """Assign whole outlets to ``dev`` until each language has ``dev_share`` of its rows there.
+MIN_DEV_RELEVANT = 100
 
-    Outlets are shuffled with the seed and taken in turn by the language that most needs dev rows,
-    so no outlet is on both sides and every language gets about the same dev share. Returns
-    outlet -> "train" | "dev".
+
+def dev_targets(rows: list[dict], dev_share: float) -> dict[str, float]:
+    """Relevant dev rows wanted per language: ``dev_share`` of them, and at least
+    ``MIN_DEV_RELEVANT`` where the language has enough (never more than 45%)."""
+    relevant: dict[str, int] = {}
+    for row in rows:
+        relevant[row["lang"]] = relevant.get(row["lang"], 0) + bool(row["relevant"])
+    return {
+        lang: max(dev_share * n, min(MIN_DEV_RELEVANT + 2, 0.45 * n))
+        for lang, n in relevant.items()
+    }
+
+
+def outlet_split(rows: list[dict], dev_share: float = 0.27, seed: int = 0) -> dict[str, str]:
+    """Assign whole outlets to ``dev`` until each language has its target of relevant rows
+    there (:func:`dev_targets`); off-topic rows follow their outlet.
+
+    Outlets are shuffled with the seed and taken while their main language still needs dev
+    rows, so no outlet is on both sides. Returns outlet -> "train" | "dev".
     """
     rng = np.random.default_rng(seed)
     by_outlet: dict[str, list[dict]] = {}
@@ -155,19 +170,17 @@ def outlet_split(rows: list[dict], dev_share: float = 0.27, seed: int = 0) -> di
         by_outlet.setdefault(outlet_of(row), []).append(row)
     outlets = sorted(by_outlet)
     rng.shuffle(outlets)
-    total: dict[str, int] = {}
-    for row in rows:
-        total[row["lang"]] = total.get(row["lang"], 0) + 1
-    in_dev = dict.fromkeys(total, 0)
+    target = dev_targets(rows, dev_share)
+    in_dev = dict.fromkeys(target, 0)
     split = {}
     for outlet in outlets:
         counts: dict[str, int] = {}
         for row in by_outlet[outlet]:
-            counts[row["lang"]] = counts.get(row["lang"], 0) + 1
+            counts[row["lang"]] = counts.get(row["lang"], 0) + bool(row["relevant"])
         main = max(counts, key=counts.__getitem__)
-        # an outlet too big for the dev share of its language stays in train
-        fits = in_dev[main] + counts[main] <= dev_share * total[main] * 1.05
-        if fits and in_dev[main] < dev_share * total[main]:
+        # an outlet too big for what its language still needs stays in train
+        fits = in_dev[main] + counts[main] <= target[main] * 1.05
+        if fits and in_dev[main] < target[main]:
             split[outlet] = "dev"
             for lang, n in counts.items():
                 in_dev[lang] += n
@@ -176,10 +189,39 @@ def outlet_split(rows: list[dict], dev_share: float = 0.27, seed: int = 0) -> di
     return split
 
 
-def build_manifest(raw: list[dict], dev_share: float = 0.27, seed: int = 0) -> list[dict]:
-    """Labelled rows with texts -> manifest rows (checked, deduplicated, split by outlet)."""
+def balance(rows: list[dict], low: float = 0.25, high: float = 0.45) -> tuple[list[dict], int]:
+    """Bring every language's label shares within [low, high] by dropping the least confident
+    rows of its largest label, one at a time (off-topic rows stay). Dropping from the largest
+    label raises every other share, so this ends, at worst with equal counts. Returns the rows
+    kept and how many were dropped."""
+    dropped: set[int] = set()
+    for lang in sorted({r["lang"] for r in rows}):
+        idx = [i for i, r in enumerate(rows) if r["lang"] == lang and r["relevant"]]
+        while idx:
+            counts = {label: sum(rows[i]["label"] == label for i in idx) for label in LABELS}
+            if all(low <= n / len(idx) <= high for n in counts.values()):
+                break
+            top = max(counts, key=counts.__getitem__)
+            if counts[top] == min(counts.values()):
+                break
+            victim = min(
+                (i for i in idx if rows[i]["label"] == top),
+                key=lambda i: (float(rows[i].get("confidence") or 0.0), i),
+            )
+            idx.remove(victim)
+            dropped.add(victim)
+    return [r for i, r in enumerate(rows) if i not in dropped], len(dropped)
+
+
+def build_manifest(
+    raw: list[dict], dev_share: float = 0.27, seed: int = 0, balanced: bool = False
+) -> list[dict]:
+    """Labelled rows with texts -> manifest rows (checked, deduplicated, optionally balanced,
+    split by outlet)."""
     checked = [_checked(row, f"row {n}") for n, row in enumerate(raw, 1)]
     kept, _ = dedupe(checked)
+    if balanced:
+        kept, _ = balance(kept)
     split = outlet_split(kept, dev_share, seed)
     return [manifest_row(row, split[outlet_of(row)]) for row in kept]
 
@@ -236,6 +278,7 @@ def build(
     second_paths: list[Path] | None = None,
     adjudicated_paths: list[Path] | None = None,
     exclude_urls: frozenset[str] = frozenset(),
+    balanced: bool = False,
     encoder_dir: str | None = None,
     dev_share: float = 0.27,
     log=print,  # type: ignore[no-untyped-def]
@@ -249,7 +292,7 @@ def build(
         second = read_raw(second_paths)
         settled = read_raw(adjudicated_paths or [])
         raw = apply_second_coding(raw, second, settled)
-    rows = build_manifest(raw, dev_share)
+    rows = build_manifest(raw, dev_share, balanced=balanced)
     text_of = {passage_hash(r["text"]): r["text"] for r in raw}
     texts = [text_of[r["sha256"]] for r in rows]
     log(f"{len(raw)} labelled rows -> {len(rows)} passages after de-duplication; embedding them")
