@@ -1,7 +1,11 @@
 """Do the dev-split gains of TF-IDF, the e5 + TF-IDF mix and the fine-tuned e5 generalise?
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/generalization.py [--json] [--skip-ft] [--threads N]
-        [--model-rev REV]
+        [--model-rev REV] [--skip-real] [--only-real]
+
+**The main test is real news** (``bench/realnews.py``, run first): every recipe fitted on the
+real-news train split and scored on its dev split, split by outlet, with leave-one-language-out.
+The two tests below use only our own writing and stay as secondary checks.
 
 ``stance_train.jsonl`` and ``stance_dev.jsonl`` were written by the same people in one
 exercise, so dev shares surface wording with train and rewards wording-matching models. Two
@@ -512,8 +516,18 @@ def main() -> None:
         help="take the bundled frozen model from nlp/model at this git revision (default: the "
         "working tree); it must be e5-only",
     )
+    parser.add_argument("--skip-real", action="store_true", help="no real-news test")
+    parser.add_argument("--only-real", action="store_true", help="the real-news test alone")
     args = parser.parse_args()
     cpu0 = time.process_time()
+    if not args.skip_real:
+        from bench import realnews as real_bench
+
+        real = real_bench.run()
+        out = sys.stderr if args.json else sys.stdout  # --json keeps stdout for the JSON
+        print("## Real news (main test)\n\n" + real_bench.table(real) + "\n", file=out, flush=True)
+        if args.only_real:
+            return
 
     import torch
 

@@ -63,6 +63,7 @@ from nlp.train import (  # noqa: E402
 CACHE = Path.home() / ".cache" / "cstowatch" / "bench"
 LANGS = ("en", "ru", "kk", "fr")
 TEXTS = ROOT / "data" / "realnews" / "texts.jsonl"
+CHOSEN_C: dict[str, float] = {}  # per variant, on the full train split; reused by LOLO
 
 
 def log(message: str) -> None:
@@ -167,9 +168,15 @@ class Data:
 
 
 def fit_variant(
-    d: Data, name: str, train_mask: np.ndarray, written_mask: np.ndarray | None
+    d: Data,
+    name: str,
+    train_mask: np.ndarray,
+    written_mask: np.ndarray | None,
+    fixed_c: float | None = None,
 ) -> tuple[object, float]:
-    """A fitted stance scorer (embeddings -> logits) and its temperature, for one variant."""
+    """A fitted stance scorer (embeddings -> logits) and its temperature, for one variant.
+    ``fixed_c`` skips the choice of C (leave-one-language-out reuses the full split's C; the
+    temperature is then not fitted and comes back as 1)."""
     x, y = d.emb[train_mask], d.y[train_mask]
     folds = outlet_folds(list(d.outlets[train_mask]))
     if name == "mlp":
@@ -190,12 +197,18 @@ def fit_variant(
         xs, ys = extra[0], extra[1]
         from sklearn.model_selection import StratifiedKFold
 
+        if fixed_c is not None:
+            return fit_head(xs, ys, fixed_c).decision_function, 1.0
         wf = list(StratifiedKFold(5, shuffle=True, random_state=0).split(xs, ys))
         c, oof, _ = choose_c(xs, ys, wf)
-        head = fit_head(xs, ys, c)
-        return head.decision_function, fit_temperature(oof, ys)
+        CHOSEN_C[name] = c
+        return fit_head(xs, ys, c).decision_function, fit_temperature(oof, ys)
     balanced = name == "real-bal"
-    c, oof, _ = choose_c(x, y, folds, extra=extra, balanced=balanced)
+    if fixed_c is not None:
+        c, oof = fixed_c, None
+    else:
+        c, oof, _ = choose_c(x, y, folds, extra=extra, balanced=balanced)
+        CHOSEN_C[name] = c
     if extra is not None:
         xf = np.vstack([x, extra[0]])
         yf = np.concatenate([y, extra[1]])
@@ -204,7 +217,7 @@ def fit_variant(
     else:
         head = fit_head(x, y, c, None, balanced)
     log(f"  {name}: C={c}")
-    return head.decision_function, fit_temperature(oof, y)
+    return head.decision_function, (fit_temperature(oof, y) if oof is not None else 1.0)
 
 
 def per_language_ece(probs: np.ndarray, y: np.ndarray, langs: np.ndarray) -> dict[str, float]:
@@ -248,7 +261,7 @@ def lolo(d: Data, name: str) -> dict[str, float]:
         test = d.dv & (d.langs == lang)
         if not test.any() or name in ("bundled", "real+char"):
             continue
-        scorer, _ = fit_variant(d, name, train, d.w_langs != lang)
+        scorer, _ = fit_variant(d, name, train, d.w_langs != lang, CHOSEN_C.get(name))
         out[lang] = round(macro_f1(d.y[test], scorer(d.emb[test]).argmax(1)), 4)
     if out:
         out["mean"] = round(float(np.mean(list(out.values()))), 4)
@@ -332,12 +345,19 @@ def text_variant(d: Data, name: str) -> dict | None:
     return {"logits": logits, "temperature": t}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--json", action="store_true")
-    parser.add_argument("--no-text", action="store_true", help="skip variants that need texts")
-    parser.add_argument("--no-lolo", action="store_true")
-    args = parser.parse_args()
+VARIANTS = (
+    "real",
+    "real-bal",
+    "real+written@0.1",
+    "real+written@0.3",
+    "real+written@1.0",
+    "written",
+    "mlp",
+)
+
+
+def run(text: bool = True, with_lolo: bool = True) -> dict:
+    """Every variant on the real dev split; the report as a JSON-able dict."""
     started = time.monotonic()
     d = Data()
     n_rel = {lang: int((d.relevant & (d.langs == lang)).sum()) for lang in LANGS}
@@ -345,23 +365,14 @@ def main() -> None:
         f"real-news set: {len(d.rows)} rows, relevant per language {n_rel}, "
         f"dev relevant {int(d.dv.sum())}, outlets {len(set(d.outlets))}"
     )
-    names = [
-        "real",
-        "real-bal",
-        "real+written@0.1",
-        "real+written@0.3",
-        "real+written@1.0",
-        "written",
-        "mlp",
-    ]
     results: dict[str, dict] = {}
-    for name in names:
+    for name in VARIANTS:
         log(f"variant {name}")
         scorer, t = fit_variant(d, name, d.tr, None)
         results[name] = score(d, scorer(d.emb[d.dv]), t, scorer(d.wd_emb))
-        if not args.no_lolo:
+        if with_lolo:
             results[name]["lolo"] = lolo(d, name)
-    if not args.no_text:
+    if text:
         for name in ("bundled", "real+char"):
             tv = text_variant(d, name)
             if tv is not None:
@@ -374,7 +385,7 @@ def main() -> None:
                 round(v, 4)
                 for v in paired_outlet_bootstrap(y, r["pred"], results["real"]["pred"], outlets)
             ]
-    report = {
+    return {
         "n_rows": len(d.rows),
         "relevant_per_language": n_rel,
         "dev_relevant": int(d.dv.sum()),
@@ -387,17 +398,18 @@ def main() -> None:
         "gates": gates(d),
         "seconds": round(time.monotonic() - started, 1),
     }
-    if args.json:
-        print(json.dumps(report, indent=2))
-        return
-    print(
-        "| variant | real dev macro-F1 [95% CI] | en | ru | kk | fr | ECE | LOLO mean | written dev | Δ vs real [CI] |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+
+
+def table(report: dict) -> str:
+    lines = [
+        "| variant | real dev macro-F1 [95% CI] | en | ru | kk | fr | ECE | LOLO mean "
+        "| written dev | Δ vs real [CI] |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, r in report["variants"].items():
         pl = r["per_language"]
         vs = r.get("vs_real")
-        print(
+        lines.append(
             f"| {name} | {r['macro_f1']:.3f} [{r['ci'][0]:.2f}–{r['ci'][1]:.2f}] | "
             + " | ".join(f"{pl.get(lang, float('nan')):.3f}" for lang in LANGS)
             + f" | {r['ece']:.3f} | {r.get('lolo', {}).get('mean', float('nan')):.3f} | "
@@ -405,10 +417,23 @@ def main() -> None:
             + (f"{vs[0]:+.3f} [{vs[1]:+.3f}, {vs[2]:+.3f}]" if vs else "—")
             + " |"
         )
-    print()
-    print("per-language temperature:", json.dumps(report["per_language_temperature"]))
-    print("gates:", json.dumps(report["gates"]))
-    print(f"({report['seconds']} s)")
+    lines += [
+        "",
+        "per-language temperature: " + json.dumps(report["per_language_temperature"]),
+        "gates: " + json.dumps(report["gates"]),
+        f"({report['seconds']} s)",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--no-text", action="store_true", help="skip variants that need texts")
+    parser.add_argument("--no-lolo", action="store_true")
+    args = parser.parse_args()
+    report = run(text=not args.no_text, with_lolo=not args.no_lolo)
+    print(json.dumps(report, indent=2) if args.json else table(report))
 
 
 if __name__ == "__main__":
