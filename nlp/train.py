@@ -292,6 +292,7 @@ def train_real(
     written_path: Path | str | None = TRAIN_PATH,
     written_weight: float = WRITTEN_WEIGHT,
     gate_recall: float = GATE_RECALL,
+    balanced: bool = True,
     encoder: Encoder | None = None,
     log: Callable[[str], None] = print,
 ) -> Path:
@@ -322,10 +323,10 @@ def train_real(
     x = emb[relevant]
     folds = outlet_folds([o for o, keep in zip(outlets, relevant, strict=True) if keep])
     extra = (w_emb[w_rel], w_y, written_weight) if len(w_y) else None
-    c, oof, cv_f1 = choose_c(x, y, folds, extra=extra)
+    c, oof, cv_f1 = choose_c(x, y, folds, extra=extra, balanced=balanced)
     log(f"  stance head C={c}: outlet-grouped CV macro-F1 {cv_f1:.3f} on {len(y)} real passages")
     weight = np.concatenate([np.ones(len(y)), np.full(len(w_y), written_weight)])
-    head = fit_head(np.vstack([x, w_emb[w_rel]]), np.concatenate([y, w_y]), c, weight)
+    head = fit_head(np.vstack([x, w_emb[w_rel]]), np.concatenate([y, w_y]), c, weight, balanced)
     temperature = fit_temperature(oof, y)
 
     # relevance gate: real and written passages, embedding + prototypes + lexicon; its bias is
@@ -377,7 +378,7 @@ def train_real(
             "n_train_written": int(len(w_y)),
             "n_offtopic": int((~relevant).sum() + (~w_rel).sum()),
             "train_languages": dict(sorted(langs.items())),
-            "head": f"logistic regression, C={c}",
+            "head": f"logistic regression, C={c}" + (", class-balanced" if balanced else ""),
             "cv": "5-fold, grouped by outlet",
             "cv_macro_f1": round(cv_f1, 4),
             "temperature": round(temperature, 4),
