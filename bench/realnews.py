@@ -79,16 +79,21 @@ def macro_f1(y: np.ndarray, pred: np.ndarray) -> float:
     return float(np.mean(scores))
 
 
+def outlet_members(outlets: list[str]) -> list[np.ndarray]:
+    """Row indices per outlet: the units the bootstraps resample."""
+    groups: dict[str, list[int]] = {}
+    for i, o in enumerate(outlets):
+        groups.setdefault(o, []).append(i)
+    return [np.array(v) for v in groups.values()]
+
+
 def outlet_bootstrap(
     y: np.ndarray, pred: np.ndarray, outlets: list[str], n: int = 2000, seed: int = 0
 ) -> tuple[float, float]:
     """95% interval of macro-F1, resampling whole outlets (passages of an outlet are not
     independent)."""
     rng = np.random.default_rng(seed)
-    groups: dict[str, list[int]] = {}
-    for i, o in enumerate(outlets):
-        groups.setdefault(o, []).append(i)
-    members = [np.array(v) for v in groups.values()]
+    members = outlet_members(outlets)
     stats = []
     for _ in range(n):
         idx = np.concatenate([members[i] for i in rng.integers(0, len(members), len(members))])
@@ -101,10 +106,7 @@ def paired_outlet_bootstrap(
 ) -> tuple[float, float, float]:
     """Difference of macro-F1 (a - b) with its 95% outlet-bootstrap interval."""
     rng = np.random.default_rng(1)
-    groups: dict[str, list[int]] = {}
-    for i, o in enumerate(outlets):
-        groups.setdefault(o, []).append(i)
-    members = [np.array(v) for v in groups.values()]
+    members = outlet_members(outlets)
     diffs = []
     for _ in range(n):
         idx = np.concatenate([members[i] for i in rng.integers(0, len(members), len(members))])
