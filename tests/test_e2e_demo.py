@@ -147,12 +147,16 @@ def test_cooldown_keeps_an_alerted_group_quiet_the_next_day(demo_run, settings) 
     shutil.copy(demo_run["db"], copy)
     con = connect(copy)
     try:
-        tests, new = detect_and_store(con, AS_OF + timedelta(days=1), ShiftConfig(), settings, None)
+        # This tests the cooldown, not the detector: the next day's window still holds the
+        # planted shift (about +16 pp for Kazakhstan outlets with the real-news model) but at
+        # q near 0.06, so the FDR level is relaxed to let the group test as an alert again.
+        cfg = ShiftConfig(fdr=0.2)
+        tests, new = detect_and_store(con, AS_OF + timedelta(days=1), cfg, settings, None)
         kz = next(t for t in tests if t.group_type == "country" and t.group_value == "KZ")
         assert kz.alert and kz.reason == "already alerted (cooldown)"
         assert new == []
         # a day later the cooldown (24 h = one data day) no longer holds the group back
-        later, _ = detect_and_store(con, AS_OF + timedelta(days=2), ShiftConfig(), settings, None)
+        later, _ = detect_and_store(con, AS_OF + timedelta(days=2), cfg, settings, None)
         kz_later = next(t for t in later if t.group_type == "country" and t.group_value == "KZ")
         assert kz_later.reason != "already alerted (cooldown)"
     finally:
