@@ -42,7 +42,6 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import numpy as np  # noqa: E402
-from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.neural_network import MLPClassifier  # noqa: E402
 
 from nlp import realnews  # noqa: E402
@@ -52,12 +51,12 @@ from nlp.train import (  # noqa: E402
     DEV_PATH,
     LABELS,
     TRAIN_PATH,
-    _centroid,
     choose_c,
+    fit_gate,
     fit_head,
-    gate_threshold,
     load_jsonl,
     outlet_folds,
+    relevance_metrics,
 )
 
 CACHE = Path.home() / ".cache" / "cstowatch" / "bench"
@@ -211,13 +210,7 @@ def fit_variant(
     else:
         c, oof, _ = choose_c(x, y, folds, extra=extra, balanced=balanced)
         CHOSEN_C[name] = c
-    if extra is not None:
-        xf = np.vstack([x, extra[0]])
-        yf = np.concatenate([y, extra[1]])
-        wf_ = np.concatenate([np.ones(len(y)), np.full(len(extra[1]), extra[2])])
-        head = fit_head(xf, yf, c, wf_, balanced)
-    else:
-        head = fit_head(x, y, c, None, balanced)
+    head = fit_head(x, y, c, extra=extra, balanced=balanced)
     log(f"  {name}: C={c}")
     return head.decision_function, (fit_temperature(oof, y) if oof is not None else 1.0)
 
@@ -291,32 +284,28 @@ def gates(d: Data) -> dict:
     """Relevance gate variants on real dev: recall and precision of relevant passages."""
     out = {}
     train = ~d.dev
-    rel_tr = d.relevant[train]
-    x_emb = np.vstack([d.emb[train], d.w_emb])
-    x_lex = np.vstack([d.lex[train], d.w_lex])
-    rel = np.concatenate([rel_tr, d.w_rel])
-    centroids = np.stack([_centroid(x_emb[rel]), _centroid(x_emb[~rel])])
     groups = list(d.outlets[train]) + [f"written-{i % 5}" for i in range(len(d.w_rel))]
+    truth = d.relevant[d.dev]
     for with_emb in (False, True):
-        feats = relevance_features(x_emb, None, centroids, lex=x_lex, with_embedding=with_emb)
-        oof = np.zeros(len(rel))
-        for fit_idx, test_idx in outlet_folds(groups):
-            g = LogisticRegression(C=1.0, class_weight="balanced", max_iter=3000)
-            oof[test_idx] = g.fit(feats[fit_idx], rel[fit_idx]).predict_proba(feats[test_idx])[:, 1]
-        g = LogisticRegression(C=1.0, class_weight="balanced", max_iter=3000).fit(feats, rel)
-        threshold = gate_threshold(oof[: len(rel_tr)], rel_tr, 0.97)
+        gate, centroids, threshold = fit_gate(
+            np.vstack([d.emb[train], d.w_emb]),
+            np.vstack([d.lex[train], d.w_lex]),
+            np.concatenate([d.relevant[train], d.w_rel]),
+            groups,
+            recall=0.97,
+            with_embedding=with_emb,
+        )
         dev_feats = relevance_features(
             d.emb[d.dev], None, centroids, lex=d.lex[d.dev], with_embedding=with_emb
         )
-        s = g.predict_proba(dev_feats)[:, 1]
-        truth = d.relevant[d.dev]
+        s = gate.predict_proba(dev_feats)[:, 1]
         entry = {}
         for t in (0.5, threshold):
-            keep = s >= t
+            m = relevance_metrics(truth, s >= t)
             entry[f"{t:.3f}"] = {
-                "recall": round(float(keep[truth].mean()), 4),
-                "precision": round(float(truth[keep].mean()), 4),
-                "offtopic_rejected": round(float((~keep[~truth]).mean()), 4),
+                "recall": round(m["relevance_recall"], 4),
+                "precision": round(m["relevance_precision"], 4),
+                "offtopic_rejected": round(m["offtopic_rejected"], 4),
             }
         out["embedding+prototypes+lexicon" if with_emb else "prototypes+lexicon"] = entry
     return out

@@ -200,9 +200,7 @@ def evaluate(model: StanceModel, data_path: Path | str = DEV_PATH) -> dict:
     hard = np.array([bool(rows[i].get("hard")) for i in keep])
     if hard.any():
         report["hard_accuracy"] = float((probs.argmax(1)[hard] == y[hard]).mean())
-    report["relevance_accuracy"] = float((rel_true == rel_pred).mean())
-    report["relevance_recall"] = float(rel_pred[rel_true].mean()) if rel_true.any() else 0.0
-    report["offtopic_rejected"] = float((~rel_pred[~rel_true]).mean()) if (~rel_true).any() else 0.0
+    report.update(relevance_metrics(rel_true, rel_pred))
     report["model_id"] = model.model_id
     report["data"] = str(data_path)
     return report
@@ -221,13 +219,22 @@ def outlet_folds(groups: list[str], n_splits: int = 5) -> list[tuple[np.ndarray,
     return list(GroupKFold(n_splits=n_splits).split(idx, groups=groups))
 
 
+Extra = tuple[np.ndarray, np.ndarray, float]  # (x, y, sample weight): our written passages
+
+
 def fit_head(
     x: np.ndarray,
     y: np.ndarray,
     c: float,
-    weight: np.ndarray | None = None,
+    *,
+    extra: Extra | None = None,
     balanced: bool = False,
 ) -> LogisticRegression:
+    """Logistic regression on ``x``, plus the ``extra`` rows at their weight when given."""
+    weight = None
+    if extra is not None:
+        weight = np.concatenate([np.ones(len(y)), np.full(len(extra[1]), extra[2])])
+        x, y = np.vstack([x, extra[0]]), np.concatenate([y, extra[1]])
     head = LogisticRegression(C=c, max_iter=3000, class_weight="balanced" if balanced else None)
     return head.fit(x, y, sample_weight=weight)
 
@@ -238,19 +245,14 @@ def cv_logits(
     folds: list[tuple[np.ndarray, np.ndarray]],
     c: float,
     *,
-    extra: tuple[np.ndarray, np.ndarray, float] | None = None,
+    extra: Extra | None = None,
     balanced: bool = False,
 ) -> np.ndarray:
-    """Out-of-fold logits; ``extra`` = (x, y, weight) rows added to every training fold (our
-    written passages), never scored."""
+    """Out-of-fold logits; the ``extra`` rows join every training fold and are never scored."""
     out = np.zeros((len(y), len(LABELS)))
     for fit_idx, test_idx in folds:
-        xf, yf, wf = x[fit_idx], y[fit_idx], np.ones(len(fit_idx))
-        if extra is not None:
-            xf = np.vstack([xf, extra[0]])
-            yf = np.concatenate([yf, extra[1]])
-            wf = np.concatenate([wf, np.full(len(extra[1]), extra[2])])
-        out[test_idx] = fit_head(xf, yf, c, wf, balanced).decision_function(x[test_idx])
+        head = fit_head(x[fit_idx], y[fit_idx], c, extra=extra, balanced=balanced)
+        out[test_idx] = head.decision_function(x[test_idx])
     return out
 
 
@@ -259,7 +261,7 @@ def choose_c(
     y: np.ndarray,
     folds: list[tuple[np.ndarray, np.ndarray]],
     *,
-    extra: tuple[np.ndarray, np.ndarray, float] | None = None,
+    extra: Extra | None = None,
     balanced: bool = False,
     grid: tuple[float, ...] = C_GRID,
 ) -> tuple[float, np.ndarray, float]:
@@ -278,6 +280,43 @@ def gate_threshold(scores: np.ndarray, relevant: np.ndarray, recall: float) -> f
     on_topic = np.sort(scores[relevant])
     k = int(np.floor((1.0 - recall) * len(on_topic)))
     return float(on_topic[min(k, len(on_topic) - 1)]) if len(on_topic) else 0.5
+
+
+def fit_gate(
+    emb: np.ndarray,
+    lex: np.ndarray,
+    relevant: np.ndarray,
+    groups: list[str],
+    *,
+    recall: float,
+    with_embedding: bool = True,
+) -> tuple[LogisticRegression, np.ndarray, float]:
+    """The relevance gate (class-balanced LR on :func:`relevance_features`), its prototypes, and
+    the threshold that keeps ``recall`` of the real relevant rows out of fold. ``groups`` are the
+    rows' outlets (the folds); written passages carry groups starting ``written-`` and are left
+    out of the threshold."""
+    centroids = np.stack([_centroid(emb[relevant]), _centroid(emb[~relevant])])
+    feats = relevance_features(emb, None, centroids, lex=lex, with_embedding=with_embedding)
+    oof = np.zeros(len(relevant))
+    for fit_idx, test_idx in outlet_folds(groups):
+        gate = LogisticRegression(C=1.0, class_weight="balanced", max_iter=3000)
+        oof[test_idx] = gate.fit(feats[fit_idx], relevant[fit_idx]).predict_proba(feats[test_idx])[
+            :, 1
+        ]
+    real = np.array([not g.startswith("written-") for g in groups])
+    threshold = gate_threshold(oof[real], relevant[real], recall)
+    gate = LogisticRegression(C=1.0, class_weight="balanced", max_iter=3000).fit(feats, relevant)
+    return gate, centroids, threshold
+
+
+def relevance_metrics(truth: np.ndarray, kept: np.ndarray) -> dict[str, float]:
+    """How a gate's decisions (``kept``) match the relevance labels (``truth``)."""
+    return {
+        "relevance_accuracy": float((kept == truth).mean()),
+        "relevance_recall": float(kept[truth].mean()) if truth.any() else 0.0,
+        "relevance_precision": float(truth[kept].mean()) if kept.any() else 0.0,
+        "offtopic_rejected": float((~kept[~truth]).mean()) if (~truth).any() else 0.0,
+    }
 
 
 def _logit(p: float) -> float:
@@ -325,25 +364,19 @@ def train_real(
     extra = (w_emb[w_rel], w_y, written_weight) if len(w_y) else None
     c, oof, cv_f1 = choose_c(x, y, folds, extra=extra, balanced=balanced)
     log(f"  stance head C={c}: outlet-grouped CV macro-F1 {cv_f1:.3f} on {len(y)} real passages")
-    weight = np.concatenate([np.ones(len(y)), np.full(len(w_y), written_weight)])
-    head = fit_head(np.vstack([x, w_emb[w_rel]]), np.concatenate([y, w_y]), c, weight, balanced)
+    head = fit_head(x, y, c, extra=extra, balanced=balanced)
     temperature = fit_temperature(oof, y)
 
-    # relevance gate: real and written passages, embedding + prototypes + lexicon; its bias is
-    # shifted so that 0.5 keeps `gate_recall` of real relevant passages out of fold, and the
-    # article threshold downstream keeps its meaning
-    g_emb, g_lex = np.vstack([emb, w_emb]), np.vstack([lex, w_lex])
-    g_rel = np.concatenate([relevant, w_rel])
-    centroids = np.stack([_centroid(g_emb[g_rel]), _centroid(g_emb[~g_rel])])
-    feats = relevance_features(g_emb, None, centroids, lex=g_lex, with_embedding=True)
-    groups = outlets + [f"written-{i % 5}" for i in range(len(w_rel))]
-    oof_gate = np.zeros(len(g_rel))
-    for fit_idx, test_idx in outlet_folds(groups):
-        gate = LogisticRegression(C=1.0, class_weight="balanced", max_iter=3000)
-        gate.fit(feats[fit_idx], g_rel[fit_idx])
-        oof_gate[test_idx] = gate.predict_proba(feats[test_idx])[:, 1]
-    threshold = gate_threshold(oof_gate[: len(rows)], relevant, gate_recall)
-    gate = LogisticRegression(C=1.0, class_weight="balanced", max_iter=3000).fit(feats, g_rel)
+    # relevance gate: real and written passages; its bias is shifted so that 0.5 keeps
+    # `gate_recall` of real relevant passages out of fold, and the article threshold downstream
+    # keeps its meaning
+    gate, centroids, threshold = fit_gate(
+        np.vstack([emb, w_emb]),
+        np.vstack([lex, w_lex]),
+        np.concatenate([relevant, w_rel]),
+        outlets + [f"written-{i % 5}" for i in range(len(w_rel))],
+        recall=gate_recall,
+    )
     log(f"  relevance gate: out-of-fold threshold {threshold:.3f} for recall {gate_recall}")
 
     out = Path(out_dir)
@@ -404,10 +437,7 @@ def evaluate_real(model: StanceModel, realnews_dir: Path = realnews.DEFAULT_DIR)
     report = stance_report(
         probs[truth], y, [r["lang"] for r in rows if r["relevant"]], model.labels
     )
-    report["relevance_recall"] = float(keep[truth].mean()) if truth.any() else 0.0
-    report["relevance_precision"] = float(truth[keep].mean()) if keep.any() else 0.0
-    report["offtopic_rejected"] = float((~keep[~truth]).mean()) if (~truth).any() else 0.0
-    report["relevance_accuracy"] = float((keep == truth).mean())
+    report.update(relevance_metrics(truth, keep))
     report["model_id"] = model.model_id
     report["data"] = "real-news dev split"
     return report
