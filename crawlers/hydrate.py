@@ -22,7 +22,6 @@ throws one away, even when the page no longer has it: the outcome says what the 
 from __future__ import annotations
 
 import json
-import os
 import re
 import tempfile
 from collections import Counter
@@ -35,7 +34,7 @@ from typing import Any
 from crawlers.collect import CollectError, run_spiders
 from crawlers.sources import Source
 from crawlers.urls import host_of, in_domains, normalise
-from nlp.realnews import ManifestError, find_passages, passage_hash, read_manifest
+from nlp.realnews import ManifestError, find_passages, passage_hash, read_manifest, write_jsonl
 
 DEFAULT_OUT = Path("data/realnews/texts.jsonl")
 OUTCOMES = ("found", "changed", "vanished", "blocked", "offsite", "error")
@@ -290,23 +289,6 @@ def read_output(path: Path) -> list[dict[str, Any]]:
         raise ManifestError(f"{exc}: fix or delete the output file, or use another --out") from exc
 
 
-def write_texts(path: Path, rows: list[dict[str, Any]]) -> None:
-    """Write atomically: a crash mid-write leaves the previous file whole."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(
-        "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", delete=False
-    ) as fh:
-        tmp = Path(fh.name)
-        try:
-            for row in rows:
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-        except BaseException:
-            fh.close()
-            tmp.unlink(missing_ok=True)
-            raise
-    os.replace(tmp, path)
-
-
 def read_batch(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
@@ -370,5 +352,5 @@ def hydrate(
         text = outcome.text if outcome and outcome.text is not None else kept.get(row["id"])
         if text is not None:
             texts.append({"id": row["id"], "sha256": row["sha256"], "text": text})
-    write_texts(out, texts)
+    write_jsonl(out, texts)
     return HydrateResult(out=out, outcomes=outcomes, written=len(texts), left=left)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import tempfile
 import unicodedata
 from collections.abc import Iterable
 from pathlib import Path
@@ -226,13 +228,21 @@ def build_manifest(
     return [manifest_row(row, split[outlet_of(row)]) for row in kept]
 
 
-def write_manifest(rows: list[dict], path: Path) -> None:
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    """Write JSON lines atomically: a crash mid-write leaves the previous file whole."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-    tmp.replace(path)
+    with tempfile.NamedTemporaryFile(
+        "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", delete=False
+    ) as fh:
+        tmp = Path(fh.name)
+        try:
+            for row in rows:
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        except BaseException:
+            fh.close()
+            tmp.unlink(missing_ok=True)
+            raise
+    os.replace(tmp, path)
 
 
 def save_embeddings(path: Path, ids: list[str], embeddings: np.ndarray, lex: np.ndarray) -> None:
@@ -299,15 +309,14 @@ def build(
     embeddings = get_encoder(encoder_dir).embed(texts)
     lex = lexicon_features(texts)
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_manifest(rows, out_dir / MANIFEST_NAME)
+    write_jsonl(out_dir / MANIFEST_NAME, rows)
     save_embeddings(out_dir / EMBEDDINGS_NAME, [r["id"] for r in rows], embeddings, lex)
-    texts_path.parent.mkdir(parents=True, exist_ok=True)
-    write_manifest(
+    write_jsonl(
+        texts_path,
         [
             {"id": r["id"], "sha256": r["sha256"], "text": t}
             for r, t in zip(rows, texts, strict=True)
         ],
-        texts_path,
     )
     return rows
 
