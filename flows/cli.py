@@ -379,9 +379,15 @@ def train(
         ),
     ] = "real",
     written_weight: Annotated[
-        float, typer.Option(help="real recipe: sample weight of our written passages")
-    ] = -1.0,
-    data: Annotated[Path | None, typer.Option(help="written recipe: training JSON lines")] = None,
+        float | None,
+        typer.Option(help="real recipe: sample weight of our written passages [default: 0.3]"),
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            help="Our written passages (JSON lines) [default: nlp/data/stance_train.jsonl]"
+        ),
+    ] = None,
     dev: Annotated[Path | None, typer.Option(help="Written dev split for the model card")] = None,
     char_ngrams: Annotated[
         bool, typer.Option(help="written recipe: mix in the character n-gram head")
@@ -408,7 +414,7 @@ def train(
     target = out or BUNDLED_MODEL
     log = lambda m: err.print(m)  # noqa: E731
     if recipe == "real":
-        weight = WRITTEN_WEIGHT if written_weight < 0 else written_weight
+        weight = WRITTEN_WEIGHT if written_weight is None else written_weight
         train_real(out_dir=target, written_path=data or TRAIN_PATH, written_weight=weight, log=log)
     else:
         train_written(data or TRAIN_PATH, target, char_ngrams=char_ngrams, log=log)
