@@ -1,8 +1,14 @@
 """Collect one source: poll its due feeds, run the spiders, and write one JSON-lines batch.
 
 The batch holds everything the warehouse needs to record the source's part of a run: feed state,
-feed items (including off-site ones, recorded but never fetched), article records, failures and
-per-source counts. Nothing is written to the database here.
+feed items (including off-site ones, recorded but never fetched), the article URLs handed to the
+spiders (``job``), article records, failures, and last a ``batch_end`` record with the per-source
+counts. Nothing is written to the database here.
+
+A batch carries its own completeness: only a batch that ends with ``batch_end`` and
+``complete: true`` was written by a collection that finished. A batch cut short (the run was
+killed) still gives up its articles and discovered items, but the warehouse does not apply its
+feed states, so the next run polls those feeds again and fetches what this one never reached.
 """
 
 from __future__ import annotations
@@ -60,6 +66,7 @@ def poll_feed(
     user_agent: str,
     now: datetime,
     client: httpx.Client | None = None,
+    timeout: float = 20.0,
 ) -> tuple[dict[str, Any], list[dict[str, Any]], str]:
     """Fetch and parse one feed. Returns (feed state row, feed item rows, outcome)."""
     result = fetch(
@@ -69,6 +76,7 @@ def poll_feed(
         etag=state.etag,
         last_modified=state.last_modified,
         client=client,
+        timeout=timeout,
     )
     previous = timedelta(seconds=state.interval_seconds) if state.interval_seconds else None
     row: dict[str, Any] = {
@@ -119,6 +127,7 @@ def poll_feed(
                     items.append(
                         {
                             "kind": "feed_item",
+                            "source_id": source.id,
                             "feed_url": url,
                             "guid": item.guid,
                             "url": item.url,
@@ -142,6 +151,22 @@ def poll_feed(
     return row, items, outcome
 
 
+def _write(handle: Any, row: dict[str, Any]) -> None:
+    handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def _die_with_parent() -> None:
+    """In the Scrapy child: be killed when the process that started it dies (Linux), so a dead
+    run leaves no crawler writing into its batch while the next run loads it."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def run_spiders(job: dict[str, Any], out: Path, timeout: float = SPIDER_TIMEOUT) -> None:
     """Run Scrapy in a subprocess (its reactor cannot restart in-process)."""
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False, encoding="utf-8") as fh:
@@ -155,6 +180,7 @@ def run_spiders(job: dict[str, Any], out: Path, timeout: float = SPIDER_TIMEOUT)
             text=True,
             timeout=timeout,
             env=env,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
         )
     except subprocess.TimeoutExpired as exc:
         raise CollectError(f"spiders for {job['source']['id']} timed out after {timeout}s") from exc
@@ -179,8 +205,15 @@ def collect_source(
     since: str | None = None,
     until: str | None = None,
     start_delay: float = 0.5,
+    pending: list[dict[str, Any]] | None = None,
+    timeout: float = 20.0,
 ) -> dict[str, Any]:
-    """Collect one source into the batch file ``out``. Returns the per-source counts."""
+    """Collect one source into the batch file ``out``. Returns the per-source counts.
+
+    ``pending`` lists article URLs an earlier run discovered but never settled (url, title,
+    published): they are fetched whatever their feed's state. ``timeout`` bounds each feed
+    request (and its whole body, at three times as long).
+    """
     now = now or datetime.now(UTC)
     started = time.monotonic()
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -192,17 +225,25 @@ def collect_source(
         "feeds_failed": 0,
         "feeds_not_due": 0,
         "known_skipped": 0,
+        "pending_retried": 0,
         "errors": [],
     }
     article_urls: list[dict[str, Any]] = []
-    with out.open("w", encoding="utf-8") as handle, httpx.Client(timeout=20.0) as client:
+    with out.open("w", encoding="utf-8") as handle, httpx.Client(timeout=timeout) as client:
         for feed_url in source.feeds:
             state = FeedState.from_row(feed_states.get(feed_url))
             if not force_feeds and not schedule.is_due(state.next_due_at, now):
                 counts["feeds_not_due"] += 1
                 continue
             row, items, outcome = poll_feed(
-                feed_url, source, state, known, user_agent=user_agent, now=now, client=client
+                feed_url,
+                source,
+                state,
+                known,
+                user_agent=user_agent,
+                now=now,
+                client=client,
+                timeout=timeout,
             )
             counts["feeds_polled"] += 1
             if outcome == "failed":
@@ -210,15 +251,24 @@ def collect_source(
                 counts["errors"].append(f"feed {feed_url}: {row['last_error']}")
             elif outcome in ("not_modified", "unchanged"):
                 counts[f"feeds_{outcome}"] += 1
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+            _write(handle, row)
             for item in items:
-                handle.write(json.dumps(item, ensure_ascii=False) + "\n")
+                _write(handle, item)
                 if not item["offsite"] and item["url"] in known:
                     counts["known_skipped"] += 1
                 elif not item["offsite"]:
                     article_urls.append(
                         {"url": item["url"], "title": item["title"], "published": item["published"]}
                     )
+        listed = {a["url"] for a in article_urls}
+        for item in pending or []:
+            if item["url"] not in listed and item["url"] not in known:
+                listed.add(item["url"])
+                article_urls.append({k: item.get(k) for k in ("url", "title", "published")})
+                counts["pending_retried"] += 1
+        # the URLs handed to the spiders: the warehouse settles each against what came back
+        _write(handle, {"kind": "job", "source_id": source.id, "urls": sorted(listed)})
+        handle.flush()
     job = {
         "source": source.model_dump(mode="json"),
         "article_urls": article_urls,
@@ -228,7 +278,18 @@ def collect_source(
         "until": until,
         "start_delay": start_delay,
     }
-    if article_urls or source.start_urls or source.sitemaps:
-        run_spiders(job, out)
-    counts["duration_s"] = round(time.monotonic() - started, 3)
+    end: dict[str, Any] = {"kind": "batch_end", "source_id": source.id, "complete": False}
+    try:
+        if article_urls or source.start_urls or source.sitemaps:
+            run_spiders(job, out)
+        end["complete"] = True
+    except Exception as exc:
+        end["error"] = f"{exc.__class__.__name__}: {exc}"[:500]
+        raise
+    finally:
+        counts["duration_s"] = round(time.monotonic() - started, 3)
+        with out.open("a", encoding="utf-8") as handle:
+            _write(handle, end | {"counts": counts})
+            handle.flush()
+            os.fsync(handle.fileno())
     return counts

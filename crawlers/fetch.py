@@ -81,6 +81,11 @@ def fetch(
     max_bytes: int = MAX_BYTES,
     client: httpx.Client | None = None,
 ) -> FetchResult:
+    """GET ``url`` within ``domains``, following redirects that stay inside them.
+
+    ``timeout`` bounds each step (connect, each read); the whole exchange gets three times as
+    long, so a server that trickles bytes cannot hold the run.
+    """
     result = FetchResult(url=url, final_url=url)
     if not in_domains(url, domains):
         result.error, result.failure = f"outside the source's domains: {url}", "hard"
@@ -114,6 +119,10 @@ def fetch(
                     return result
                 chunks, size = [], 0
                 for chunk in response.iter_bytes():
+                    if time.monotonic() - started > 3 * timeout:
+                        result.error = f"timeout: no complete answer within {3 * timeout:.0f} s"
+                        result.failure = "transient"
+                        return result
                     size += len(chunk)
                     if size > max_bytes:
                         result.error = f"response too large: over {max_bytes} bytes"

@@ -96,6 +96,7 @@ def page_record(item: dict[str, Any]) -> dict[str, Any]:
         "kind": "article",
         "source_id": item["source_id"],
         "url": item["url"],
+        "requested_url": item.get("requested_url") or item["url"],
         "final_url": item["final_url"],
         "http_status": item["http_status"],
         "via": item["via"],

@@ -57,10 +57,12 @@ class _JobMixin:
         )
 
     def parse_article(self, response: Response) -> Iterator[dict]:
+        url = normalise(response.request.url if response.request else response.url)
         yield {
             "kind": "page",
             "source_id": self.source_id,
-            "url": normalise(response.request.url if response.request else response.url),
+            "url": url,
+            "requested_url": _requested(response.meta, url),
             "final_url": response.url,
             "http_status": response.status,
             "content_type": (response.headers.get("Content-Type") or b"").decode("latin-1"),
@@ -80,6 +82,7 @@ class _JobMixin:
                 "status": "robots_disallowed",
                 "source_id": self.source_id,
                 "url": normalise(request.url),
+                "requested_url": _requested(request.meta, request.url),
                 "reason": message[:500],
                 "via": request.meta.get("via"),
             }
@@ -88,6 +91,7 @@ class _JobMixin:
             "kind": "failure",
             "source_id": self.source_id,
             "url": normalise(request.url),
+            "requested_url": _requested(request.meta, request.url),
             "http_status": getattr(response, "status", None),
             "error": f"{failure.type.__name__}: {failure.getErrorMessage()}"[:500],
             "via": request.meta.get("via"),
@@ -182,6 +186,11 @@ class SitemapNewsSpider(_JobMixin, SitemapSpider):
                 yield self.article_request(request.url, "sitemap")
             else:
                 yield request.replace(errback=self.failed, meta={"via": "sitemap"})
+
+
+def _requested(meta: dict[str, Any], url: str) -> str:
+    """The URL first asked for: after redirects, the one the feed or listing named."""
+    return normalise((meta.get("redirect_urls") or [url])[0])
 
 
 def _date(value: object) -> datetime | None:

@@ -275,8 +275,30 @@ def test_feed_not_due_is_not_polled(crawl: Crawl) -> None:
     before = len(crawl.site.hits)
     counts, rows = crawl.collect(source, crawl.tmp / "not-due.jsonl", crawl.state, crawl.now)
     assert counts["feeds_not_due"] == 1 and counts["feeds_polled"] == 0
-    assert rows == []
+    # nothing polled, nothing handed to the spiders, and the batch says it is complete
+    assert [r["kind"] for r in rows] == ["job", "batch_end"]
+    assert rows[0]["urls"] == [] and rows[1]["complete"] is True
     assert crawl.site.hits[before:] == []
+
+
+def test_pending_urls_are_fetched_though_the_feed_is_not_due(crawl: Crawl) -> None:
+    """A URL an earlier run discovered and never settled (warehouse pending_items) is fetched
+    whatever its feed's state; the batch names it in its job and ends complete."""
+    source = crawl.sources["steppe-wire"]
+    url = crawl.site.base + "/steppe-wire/2026/11/a2.html"
+    state = dict(crawl.state, known=crawl.state["known"] - {url})
+    before = len(crawl.site.hits)
+    pending = [{"url": url, "title": "A2", "published": None}]
+    counts, rows = crawl.collect(source, crawl.tmp / "pending.jsonl", state, crawl.now,
+                                 pending=pending)
+    assert counts["feeds_not_due"] == 1 and counts["pending_retried"] == 1
+    (job,) = kinds(rows, "job")
+    assert job["urls"] == [url]
+    (page,) = kinds(rows, "article")
+    assert page["url"] == url and page["requested_url"] == url and page["status"] == "ok"
+    assert rows[-1]["kind"] == "batch_end" and rows[-1]["complete"] is True
+    assert "/steppe-wire/2026/11/a2.html" in paths(crawl.site.hits[before:])
+    assert "/steppe-wire/rss.xml" not in paths(crawl.site.hits[before:])
 
 
 def test_lost_feed_state_still_skips_known_items(crawl: Crawl) -> None:
