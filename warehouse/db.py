@@ -99,7 +99,8 @@ def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
 
 
 def rebuild_views(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute(sql("views"))
+    with transaction(con):  # all views or none: a kill cannot leave a mix of old and new
+        con.execute(sql("views"))
 
 
 def _open(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:

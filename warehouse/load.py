@@ -9,6 +9,13 @@ the first stored copy of each of its texts), ``resolve`` makes the order-depende
 one pass in batch order (the first copy of a URL or an id wins, the first copy of a text is the
 original of later ones, story clustering), and each table then gets one insert of all its new
 rows. The outcome is the one a row-by-row load in batch order would give.
+
+A batch from a collection that did not finish (no ``batch_end`` record, or one with
+``complete: false``) loads its articles, events and feed items but not its feed states, so the
+feeds are polled again. Every on-site article URL a batch names (a feed item, or a URL handed to
+the spiders) that did not reach a final state (stored, known, recognised as a non-article, or
+given up on) is kept in ``pending_items`` and fetched by the next run; ``max_attempts`` failed
+fetches mark it failed, with the last error.
 """
 
 from __future__ import annotations
@@ -30,6 +37,9 @@ from warehouse.db import run_script, sql, transaction
 from warehouse.stories import StoryIndex, content_hash, signature
 
 STORY_LOOKBACK = timedelta(days=30)
+# failed fetches of one article URL before it is given up (pending_items.status = 'failed')
+MAX_ATTEMPTS = 3
+NO_OUTCOME = "no outcome recorded: the crawler dropped the URL (an off-site redirect or a filter)"
 LABELS = ("pro_russian", "neutral", "pro_kazakh")
 RUN_COLUMNS = (
     "run_id",
@@ -85,6 +95,16 @@ FEED_ITEM_FRAME = {
     "offsite": "bool",
     "first_seen_at": "ts",
 }
+PENDING_FRAME = {
+    "pos": "int",
+    "url": "str",
+    "source_id": "str",
+    "feed_url": "str",
+    "title": "str",
+    "published_at": "ts",
+    "first_seen_at": "ts",
+}
+ATTEMPT_FRAME = {"url": "str", "error": "str"}
 EVENT_FRAME = {
     "source_id": "str",
     "url": "str",
@@ -104,6 +124,8 @@ class LoadReport:
     failed: int = 0
     rejected: list[str] = field(default_factory=list)
     counts: Counter = field(default_factory=Counter)
+    complete: bool = True
+    gave_up: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -114,6 +136,15 @@ class StagedBatch:
     feed_items: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     articles: list[dict[str, Any]] = field(default_factory=list)
+    discovered: list[dict[str, Any]] = field(default_factory=list)  # on-site feed items
+    requested: list[str] = field(default_factory=list)  # URLs handed to the spiders
+    settled: set[str] = field(default_factory=set)  # URLs that reached a final state
+    failed: dict[str, str] = field(default_factory=dict)  # URL -> error of a failed fetch
+    end: dict[str, Any] | None = None  # the batch_end record, when collection got that far
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.end and self.end.get("complete"))
 
 
 def _ts(value: Any) -> datetime | None:
@@ -248,12 +279,26 @@ def stage(rows: list[dict[str, Any]], now: datetime) -> tuple[LoadReport, Staged
     wrongly fails whole before anything is written; bad article rows are only rejected.
     """
     report, staged = LoadReport(), StagedBatch()
+    sources = {row["feed_url"]: row["source_id"] for row in rows if row.get("kind") == "feed"}
     for row in rows:
         kind, line = row.get("kind"), row.get("_line", 0)
         report.counts[kind] += 1
+        urls = {u for u in (row.get("url"), row.get("requested_url")) if u}
         if kind == "feed":
             staged.feeds.append(row)
         elif kind == "feed_item":
+            if not row["offsite"]:
+                staged.discovered.append(
+                    {
+                        "pos": len(staged.discovered),
+                        "url": row["url"],
+                        "source_id": row.get("source_id") or sources.get(row["feed_url"]),
+                        "feed_url": row["feed_url"],
+                        "title": row.get("title"),
+                        "published_at": _ts(row.get("published")),
+                        "first_seen_at": _ts(row["seen_at"]),
+                    }
+                )
             staged.feed_items.append(
                 {
                     "pos": len(staged.feed_items),
@@ -266,7 +311,12 @@ def stage(rows: list[dict[str, Any]], now: datetime) -> tuple[LoadReport, Staged
                     "first_seen_at": _ts(row["seen_at"]),
                 }
             )
+        elif kind == "job":
+            staged.requested.extend(row["urls"])
+        elif kind == "batch_end":
+            staged.end = row
         elif kind == "article":
+            staged.settled |= urls  # stored, a duplicate, a non-article or rejected: final
             if row.get("status", "ok") != "ok":
                 report.non_articles += 1
                 staged.events.append(_event(row, row["status"], row.get("reason"), now))
@@ -296,6 +346,11 @@ def stage(rows: list[dict[str, Any]], now: datetime) -> tuple[LoadReport, Staged
                 }
             )
         elif kind in ("failure", "event"):
+            if kind == "failure":
+                reason = row.get("error") or "fetch failed"
+                staged.failed.update(dict.fromkeys(urls, reason))
+            else:
+                staged.settled |= urls
             report.failed += kind == "failure"
             reason = row.get("error") or row.get("reason")
             staged.events.append(_event(row, row.get("status", "failure"), reason, now))
@@ -387,23 +442,70 @@ def read_batch(path: Path) -> list[dict[str, Any]]:
 
 
 def load_batch(
-    con: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]], run_id: str
+    con: duckdb.DuckDBPyConnection,
+    rows: list[dict[str, Any]],
+    run_id: str,
+    *,
+    max_attempts: int = MAX_ATTEMPTS,
 ) -> LoadReport:
     """Load one source's batch in one transaction. Returns what was added and rejected."""
-    now = datetime.now(UTC)
-    report, staged = stage(rows, now)
+    report, staged = stage(rows, datetime.now(UTC))
     with transaction(con):
+        apply_batch(con, staged, report, run_id, max_attempts=max_attempts)
+    return report
+
+
+def apply_batch(
+    con: duckdb.DuckDBPyConnection,
+    staged: StagedBatch,
+    report: LoadReport,
+    run_id: str,
+    *,
+    max_attempts: int = MAX_ATTEMPTS,
+) -> None:
+    """Write a staged batch inside the caller's transaction, filling in ``report``."""
+    report.complete = staged.complete
+    if staged.complete:  # a cut-short batch's feed states would hide what it never fetched
         for feed in staged.feeds:  # a handful per batch, and a later poll overrides an earlier
             _upsert_feed(con, feed)
-        if staged.feed_items:
-            with registered(con, new_feed_items=frame(staged.feed_items, FEED_ITEM_FRAME)):
-                con.execute(sql("insert_feed_items"))
-        if staged.events:
-            with registered(con, new_events=frame(staged.events, EVENT_FRAME)):
-                con.execute(sql("insert_events"), {"run_id": run_id})
-        report.added = _insert_articles(con, staged.articles, run_id)
-        report.duplicates = len(staged.articles) - report.added
-    return report
+    if staged.feed_items:
+        with registered(con, new_feed_items=frame(staged.feed_items, FEED_ITEM_FRAME)):
+            con.execute(sql("insert_feed_items"))
+    if staged.events:
+        with registered(con, new_events=frame(staged.events, EVENT_FRAME)):
+            con.execute(sql("insert_events"), {"run_id": run_id})
+    report.added = _insert_articles(con, staged.articles, run_id)
+    report.duplicates = len(staged.articles) - report.added
+    report.gave_up = _update_pending(con, staged, max_attempts)
+
+
+def _update_pending(
+    con: duckdb.DuckDBPyConnection, staged: StagedBatch, max_attempts: int
+) -> list[str]:
+    """Remember the batch's unsettled article URLs, settle the rest; the URLs given up now."""
+    now = datetime.now(UTC)
+    if staged.discovered:
+        with registered(con, new_pending=frame(staged.discovered, PENDING_FRAME)):
+            con.execute(sql("pending_insert"))
+    named = {d["url"] for d in staged.discovered} | set(staged.requested)
+    if staged.settled or named:
+        con.execute(
+            sql("pending_settle"),
+            {"settled": sorted(staged.settled), "named": sorted(named)},
+        )
+    attempts = dict(staged.failed)
+    if staged.end is not None:  # collection ended (well or not): a URL with no outcome failed
+        silent = set(staged.requested) - staged.settled - set(attempts)
+        reason = staged.end.get("error") or NO_OUTCOME
+        attempts.update(dict.fromkeys(silent, reason))
+    if not attempts:
+        return []
+    rows = [{"url": url, "error": error[:500]} for url, error in sorted(attempts.items())]
+    with registered(con, failed_fetches=frame(rows, ATTEMPT_FRAME)):
+        gave_up = con.execute(
+            sql("pending_attempt"), {"max_attempts": max_attempts, "now": now}
+        ).fetchall()
+    return sorted(url for url, status in gave_up if status == "failed")
 
 
 def record_run(con: duckdb.DuckDBPyConnection, row: dict[str, Any]) -> None:

@@ -1,3 +1,3 @@
-select status, updated_at
+select status, updated_at, claimed_by
 from digests
 where as_of = $as_of;

@@ -119,6 +119,22 @@ volume as (
     select source_id, count(*) as n_articles, max(fetched_at) as last_article_fetched
     from articles
     group by source_id
+),
+backlog as (
+    select
+        source_id,
+        count(*) filter (where status = 'pending') as pending_items,
+        count(*) filter (where status = 'failed') as failed_items,
+        string_agg(url || ': ' || last_error, '; ' order by last_attempt_at desc)
+            filter (where status = 'failed') as failed_item_errors
+    from pending_items
+    group by source_id
+),
+crashes as (
+    select source_id, max(started_at) as last_crashed_run_at
+    from crawl_runs
+    where status = 'crashed'
+    group by source_id
 )
 select
     s.source_id,
@@ -138,8 +154,14 @@ select
     r.failed as last_run_failed,
     r.errors as last_run_errors,
     coalesce(v.n_articles, 0) as n_articles,
-    v.last_article_fetched
+    v.last_article_fetched,
+    coalesce(b.pending_items, 0) as pending_items,
+    coalesce(b.failed_items, 0) as failed_items,
+    b.failed_item_errors,
+    c.last_crashed_run_at
 from sources s
 left join feed_state f using (source_id)
 left join last_run r using (source_id)
-left join volume v using (source_id);
+left join volume v using (source_id)
+left join backlog b using (source_id)
+left join crashes c using (source_id);

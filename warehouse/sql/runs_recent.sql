@@ -1,0 +1,33 @@
+-- The latest $limit runs: pipeline_runs (one row per run) beside the per-source crawl_runs
+-- summary. Runs from before pipeline_runs existed show their crawl_runs part only.
+with per_run as (
+    select
+        run_id,
+        min(started_at) as started_at,
+        max(finished_at) as finished_at,
+        any_value(flow_run_id) as flow_run_id,
+        string_agg(source_id || ':' || status, ' ' order by source_id) as sources,
+        sum(articles_added) as added,
+        sum(failed) as failed
+    from crawl_runs
+    group by run_id
+)
+select
+    run_id,
+    p.flow,
+    coalesce(p.started_at, c.started_at) as started_at,
+    coalesce(p.finished_at, c.finished_at) as finished_at,
+    p.status,
+    p.stage,
+    coalesce(p.flow_run_id, c.flow_run_id) as flow_run_id,
+    c.sources,
+    c.added,
+    c.failed,
+    p.host,
+    p.pid,
+    p.proc_start,
+    p.error
+from pipeline_runs p
+full outer join per_run c using (run_id)
+order by started_at desc
+limit $limit;
