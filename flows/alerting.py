@@ -1,10 +1,12 @@
 """Alerts in the warehouse: detect and store them, then deliver each exactly once.
 
-Delivery goes through the ``alert_deliveries`` outbox: an alert is committed first (pending),
-claimed (``sending``) in its own transaction, sent, then marked ``sent``. A failed send goes back
-to ``pending`` with its error and is retried next run. A claim older than ``STALE_CLAIM`` means a
-run died while sending: the message may or may not have left, so it becomes ``uncertain`` and is
-reported rather than sent twice.
+Delivery goes through the ``alert_deliveries`` outbox: an alert is committed first (pending);
+its email is composed, then the alerts are claimed (``sending``, with the claiming process and the
+email's Message-ID) in their own transaction, sent, then marked ``sent``. A failed send goes back
+to ``pending`` with its error and is retried next run. A claim whose process is gone (or, when
+that cannot be told, older than ``STALE_CLAIM``) means a run died while sending: the message may
+or may not have left, so it becomes ``uncertain`` and is reported rather than sent twice; its
+Message-ID tells the analyst what to look for in the mailbox.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from email.message import EmailMessage
 from typing import Any
 
 import duckdb
@@ -23,6 +26,7 @@ from flows.charts import STANCE_NAMES, to_png, weekly_shares_chart
 from flows.settings import Settings
 from flows.shifts import LABELS, ArticleRow, GroupTest, ShiftConfig, Windows, detect
 from warehouse.db import sql, transaction
+from warehouse.runs import process_token, token_alive
 
 log = logging.getLogger("cstowatch.alerts")
 STALE_CLAIM = timedelta(minutes=30)
@@ -184,7 +188,8 @@ def detect_and_store(
                 },
             )
             con.execute(
-                "insert into alert_deliveries values (?, ?, 'pending', 0, null, null, null, ?)",
+                "insert into alert_deliveries (alert_id, channel, status, attempts, updated_at) "
+                "values (?, ?, 'pending', 0, ?)",
                 [aid, "smtp" if settings.smtp_host else "outbox", now],
             )
             new_ids.append(aid)
@@ -252,39 +257,34 @@ def deliver_pending(
     report = DeliveryReport()
     now = datetime.now(UTC)
     with transaction(con):
-        stale = con.execute(
-            sql("deliveries_stale"), {"now": now, "stale_before": now - STALE_CLAIM}
+        claims = con.execute(
+            "select alert_id, claimed_by, updated_at from alert_deliveries where status = 'sending'"
         ).fetchall()
-        report.uncertain = [r[0] for r in stale]
-        claimed = con.execute(sql("deliveries_claim"), {"now": now}).fetchall()
-    ids = [r[0] for r in claimed]
-    if not ids:
+        dead = [aid for aid, owner, updated in claims if _claim_dead(owner, updated, now)]
+        if dead:
+            con.execute(sql("deliveries_uncertain"), {"now": now, "ids": dead})
+        report.uncertain = dead
+    pending = [
+        r[0]
+        for r in con.execute(
+            "select alert_id from alert_deliveries where status = 'pending' order by alert_id"
+        ).fetchall()
+    ]
+    if not pending:
         return report
-    cursor = con.execute(
-        "select * from alerts where alert_id in (select unnest(?::varchar[]))", [ids]
-    )
-    columns = [d[0] for d in cursor.description]
-    alerts = [_alert_view(dict(zip(columns, r, strict=True)), cfg) for r in cursor.fetchall()]
-    alerts.sort(
-        key=lambda a: (
-            a["kind"] != "stance",
-            _SEVERITY_ORDER.get(a["severity"], 3),
-            -abs(a["effect_pp"]),
-            a["group_label"],
-        )
-    )
-    charts: dict[str, bytes] = {}
-    for alert in alerts:
-        try:
-            png = _chart(con, alert)
-        except Exception as exc:  # a chart is nice to have; the alert still goes out
-            log.warning("chart for alert %s failed: %s", alert["alert_id"], exc)
-            png = None
-        if png:
-            charts[alert["alert_id"]] = png
-    msg = notify.compose(
-        alerts, charts, settings.alert_from, settings.alert_to, corrected=cfg.confusion is not None
-    )
+    # compose first: a run killed while rendering charts leaves its alerts pending, not uncertain
+    msg = _compose(con, pending, settings, cfg)
+    with transaction(con):  # this connection is the file's only writer: nothing can race it
+        claimed = con.execute(
+            sql("deliveries_claim"),
+            {
+                "now": datetime.now(UTC),
+                "ids": pending,
+                "owner": process_token(),
+                "message_id": msg["Message-ID"],
+            },
+        ).fetchall()
+    ids = sorted(r[0] for r in claimed)
     try:
         if settings.smtp_host:
             notify.send_smtp(msg, settings)
@@ -314,3 +314,41 @@ def deliver_pending(
         )
     report.sent = ids
     return report
+
+
+def _claim_dead(owner: str | None, updated: datetime, now: datetime) -> bool:
+    """Whether a ``sending`` claim was left by a run that died."""
+    alive = token_alive(owner)
+    return alive is False or (alive is None and updated < now - STALE_CLAIM)
+
+
+def _compose(
+    con: duckdb.DuckDBPyConnection, ids: list[str], settings: Settings, cfg: ShiftConfig
+) -> EmailMessage:
+    """The one email that carries the alerts ``ids``, most important first."""
+    cursor = con.execute(
+        "select * from alerts where alert_id in (select unnest(?::varchar[]))", [ids]
+    )
+    columns = [d[0] for d in cursor.description]
+    alerts = [_alert_view(dict(zip(columns, r, strict=True)), cfg) for r in cursor.fetchall()]
+    alerts.sort(
+        key=lambda a: (
+            a["kind"] != "stance",
+            _SEVERITY_ORDER.get(a["severity"], 3),
+            -abs(a["effect_pp"]),
+            a["group_label"],
+        )
+    )
+    charts: dict[str, bytes] = {}
+    for alert in alerts:
+        try:
+            png = _chart(con, alert)
+        except Exception as exc:  # a chart is nice to have; the alert still goes out
+            log.warning("chart for alert %s failed: %s", alert["alert_id"], exc)
+            png = None
+        if png:
+            charts[alert["alert_id"]] = png
+    msg = notify.compose(
+        alerts, charts, settings.alert_from, settings.alert_to, corrected=cfg.confusion is not None
+    )
+    return msg

@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import sys
+from collections import Counter
 from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -544,26 +545,34 @@ def sources_validate(path: Annotated[Path, typer.Argument()] = Path("sources.yam
 
 @app.command()
 def runs(db: DbOption = None, limit: int = 20) -> None:
-    """List recent runs with their per-source outcome."""
-    from warehouse.db import connect
+    """List recent runs: their status (a run whose process died shows as crashed), the stage
+    they reached, and each source's outcome."""
+    from warehouse.db import connect, sql
+    from warehouse.runs import token_alive
 
     con = connect(_db(db), read_only=True)
     try:
-        rows = con.execute(
-            "select run_id, min(started_at), max(finished_at), any_value(flow_run_id), "
-            "string_agg(source_id || ':' || status, ' ' order by source_id), "
-            "sum(articles_added), sum(failed) from crawl_runs group by run_id "
-            "order by min(started_at) desc limit ?",
-            [limit],
-        ).fetchall()
+        rows = con.execute(sql("runs_recent"), {"limit": limit}).fetchall()
     finally:
         con.close()
     table = Table(title="Recent runs")
-    for col in ("run", "started", "finished", "flow run", "sources", "added", "failed"):
+    for col in ("run", "flow", "started", "status", "stage", "sources", "added", "failed"):
         table.add_column(col, overflow="fold")
     for r in rows:
+        status = r[4] or ""
+        if status == "running" and token_alive(f"{r[10]}:{r[11]}:{r[12] or ''}") is False:
+            status = "crashed"  # not swept yet: no run has started since it died
+        style = {"crashed": "red", "failed": "red", "running": "yellow"}.get(status)
+        per_source = Counter(part.rsplit(":", 1)[-1] for part in (r[7] or "").split())
         table.add_row(
-            r[0], str(r[1])[:19], str(r[2])[:19], str(r[3] or "")[:8], r[4], str(r[5]), str(r[6])
+            r[0],
+            r[1] or "",
+            str(r[2])[:19],
+            f"[{style}]{status}[/]" if style else status,
+            r[5] or "",
+            " ".join(f"{n} {s}" for s, n in sorted(per_source.items())),
+            str(r[8] if r[8] is not None else ""),
+            str(r[9] if r[9] is not None else ""),
         )
     console.print(table)
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,57 @@ def _flow_run_id() -> str | None:
     # inside a task the run context is the TaskRunContext, which has no .flow_run:
     # prefect.runtime reads the flow run id from either context
     return prefect_flow_run.get_id()
+
+
+@task(name="begin-run", retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=_transient)
+def begin_run(db: Path, settings: Settings, run_id: str, flow_name: str) -> dict[str, Any]:
+    return stages.begin_run(db, settings, run_id, flow_name, _flow_run_id())
+
+
+def _mark_crashed_in_prefect(crashed: list[dict[str, Any]]) -> None:
+    """Set the Prefect flow runs of dead runs to Crashed (they stay Running otherwise)."""
+    from prefect.client.orchestration import get_client
+    from prefect.states import Crashed
+
+    logger = get_run_logger()
+    for run in crashed:
+        if not run.get("flow_run_id"):
+            continue
+        try:
+            with get_client(sync_client=True) as client:
+                client.set_flow_run_state(
+                    uuid.UUID(run["flow_run_id"]),
+                    Crashed(message=f"cstowatch run {run['run_id']} died (found by a later run)"),
+                    force=True,
+                )
+        except Exception as exc:  # the warehouse already says crashed; Prefect is a mirror
+            logger.warning("could not mark flow run %s crashed: %s", run["flow_run_id"], exc)
+
+
+def _stage(db: Path, settings: Settings, run_id: str, name: str) -> None:
+    """Note the stage a run is in (a crashed run's row then says where it died)."""
+    try:
+        stages.run_stage(db, settings, run_id, name)
+    except DatabaseLocked as exc:
+        get_run_logger().warning("could not record stage %s: %s", name, exc)
+
+
+@contextmanager
+def tracked_run(db: Path, settings: Settings, flow_name: str) -> Iterator[tuple[str, set[str]]]:
+    """Record the run in ``pipeline_runs`` for its duration: completed, failed, or (when the
+    process dies) found crashed by the next run, which also loads what it left."""
+    run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    begun = begin_run(db, settings, run_id, flow_name)
+    _mark_crashed_in_prefect(begun["crashed"])
+    try:
+        yield run_id, set(begun["live"])
+    except BaseException as exc:
+        try:
+            stages.end_run(db, settings, run_id, "failed", f"{exc.__class__.__name__}: {exc}")
+        except Exception as inner:  # the database may be what failed
+            get_run_logger().warning("could not record the run as failed: %s", inner)
+        raise
+    stages.end_run(db, settings, run_id, "completed")
 
 
 @task(name="prepare-run", retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=_transient)
@@ -168,14 +221,15 @@ def _collect_all(
     sources: list[Source],
     db: Path,
     settings: Settings,
+    run_id: str,
+    live: set[str],
     force_feeds: bool,
     since: str | None = None,
     until: str | None = None,
-) -> tuple[str, list[dict]]:
-    run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+) -> list[dict]:
     batch_root = db.parent / "batches"
-    leftovers = stages.unloaded_batches(batch_root)
-    for path in leftovers:  # an interrupted run's batches load first: nothing is lost
+    for path in stages.unloaded_batches(batch_root, live | {run_id}):
+        # a dead run's batches load first: nothing it collected is lost
         get_run_logger().info("loading batch left by an interrupted run: %s", path)
         load_batch(
             db,
@@ -183,8 +237,9 @@ def _collect_all(
             {
                 "source_id": path.stem,
                 "batch": str(path),
-                "started_at": datetime.now(UTC).isoformat(),
+                "started_at": datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat(),
                 "status": "ok",
+                "leftover": True,
             },
             settings,
         )
@@ -193,8 +248,7 @@ def _collect_all(
         collect_source.submit(s, batch_root / run_id, state, settings, force_feeds, since, until)
         for s in sources
     ]
-    loaded = [load_batch(db, run_id, f.result(), settings) for f in futures]
-    return run_id, loaded
+    return [load_batch(db, run_id, f.result(), settings) for f in futures]
 
 
 def _paths(sources: str, db: str | None) -> tuple[list[Source], Path, Settings]:
@@ -213,11 +267,15 @@ def monitor(
     """One full monitoring run: collect, load, classify, detect shifts, notify."""
     source_list, db_path, settings = _paths(sources, db)
     as_of = as_of or datetime.now(UTC).date()
-    run_id, runs = _collect_all(source_list, db_path, settings, force_feeds)
-    scored = _classify(db_path, settings, model_dir)
-    index_search(db_path, settings)
-    shifts = detect_shifts(db_path, as_of, settings, scored["model_id"])
-    sent = notify(db_path, settings, scored["model_id"])
+    with tracked_run(db_path, settings, "monitor") as (run_id, live):
+        runs = _collect_all(source_list, db_path, settings, run_id, live, force_feeds)
+        _stage(db_path, settings, run_id, "classify")
+        scored = _classify(db_path, settings, model_dir)
+        _stage(db_path, settings, run_id, "alerts")
+        index_search(db_path, settings)
+        shifts = detect_shifts(db_path, as_of, settings, scored["model_id"])
+        _stage(db_path, settings, run_id, "delivery")
+        sent = notify(db_path, settings, scored["model_id"])
     failed = [r["source_id"] for r in runs if r["status"] == "failed"]
     return {
         "run_id": run_id,
@@ -237,7 +295,8 @@ def collect(
 ) -> dict[str, Any]:
     """Collection only: feeds and spiders into the warehouse."""
     source_list, db_path, settings = _paths(sources, db)
-    run_id, runs = _collect_all(source_list, db_path, settings, force_feeds)
+    with tracked_run(db_path, settings, "collect") as (run_id, live):
+        runs = _collect_all(source_list, db_path, settings, run_id, live, force_feeds)
     return {"run_id": run_id, "sources": runs}
 
 
@@ -252,9 +311,10 @@ def backfill(
     """Re-crawl the sitemaps of a past period (feeds only show recent items)."""
     source_list, db_path, settings = _paths(sources, db)
     chosen = [s for s in source_list if not only or s.id in only]
-    run_id, runs = _collect_all(
-        chosen, db_path, settings, False, since.isoformat(), until.isoformat()
-    )
+    with tracked_run(db_path, settings, "backfill") as (run_id, live):
+        runs = _collect_all(
+            chosen, db_path, settings, run_id, live, False, since.isoformat(), until.isoformat()
+        )
     return {"run_id": run_id, "sources": runs}
 
 

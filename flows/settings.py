@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     task_runner: Literal["thread", "dask"] = "thread"
     dask_address: str | None = None
     source_concurrency: int = 4
+    # seconds a feed request may wait for each step (the whole answer gets three times as long)
+    fetch_timeout: float = 20.0
+    # failed fetches of an article URL before it is given up (pending_items.status = 'failed')
+    max_fetch_attempts: int = 3
 
     window_days: int = 7
     baseline_days: int = 28

@@ -19,8 +19,9 @@ from crawlers.sources import Source
 from flows.alerting import DeliveryReport, deliver_pending, detect_and_store
 from flows.settings import Settings
 from flows.shifts import GroupTest, ShiftConfig
-from warehouse.db import connect, sql
-from warehouse.load import load_batch, read_batch, record_run, upsert_sources
+from warehouse import runs
+from warehouse.db import connect, sql, transaction
+from warehouse.load import apply_batch, read_batch, record_run, stage, upsert_sources
 from warehouse.predictions import refresh_daily, register_model, store_scores, unclassified
 
 log = logging.getLogger("cstowatch")
@@ -50,9 +51,18 @@ def prepare_run(db: Path, sources: list[Source], settings: Settings) -> dict[str
         cursor = con.execute("select * from feeds")
         columns = [d[0] for d in cursor.description]
         feeds = {row[0]: dict(zip(columns, row, strict=True)) for row in cursor.fetchall()}
+        pending: dict[str, list[dict[str, Any]]] = {}
+        for url, source_id, title, published in con.execute(sql("pending_due")).fetchall():
+            pending.setdefault(source_id, []).append(
+                {
+                    "url": url,
+                    "title": title,
+                    "published": published.isoformat() if published else None,
+                }
+            )
     finally:
         con.close()
-    return {"known": known, "feeds": feeds}
+    return {"known": known, "feeds": feeds, "pending": pending}
 
 
 def collect_one(
@@ -80,6 +90,8 @@ def collect_one(
             since=since,
             until=until,
             start_delay=start_delay,
+            pending=state.get("pending", {}).get(source.id),
+            timeout=settings.fetch_timeout,
         )
         status = "partial" if counts["errors"] else "ok"
     except Exception as exc:  # one source failing never fails the run
@@ -98,67 +110,155 @@ def collect_one(
 def load_one(
     db: Path, run_id: str, flow_run_id: str | None, result: dict[str, Any], settings: Settings
 ) -> dict[str, Any]:
-    """Load one source's batch and write its crawl_runs row, all in the warehouse."""
+    """Load one source's batch and write its crawl_runs row, in one transaction.
+
+    The transaction also records the batch in ``loaded_batches``: a batch loads exactly once,
+    however often a run dies around it. A batch left by a dead run (``result["leftover"]``)
+    takes its counts from its own ``batch_end`` record; one without that record was cut short,
+    and its crawl_runs row says ``crashed``.
+    """
     path = Path(result["batch"])
     rows = read_batch(path) if path.exists() else []
+    report, staged = stage(rows, datetime.now(UTC))
+    end = staged.end or {}
+    counts = dict(end.get("counts") or {}) | {k: v for k, v in result.items() if k != "errors"}
     stats: dict[str, Any] = next((r["stats"] for r in rows if r.get("kind") == "stats"), {})
     con = open_db(db, settings)
     try:
-        report = load_batch(con, rows, run_id)
-        errors = list(result.get("errors", [])) + report.rejected[:20]
-        failures = [r for r in rows if r.get("kind") == "failure"]
-        errors += [
-            f"{r['url']}: "
-            + (f"HTTP {r['http_status']}: " if r.get("http_status") else "")
-            + r["error"]
-            for r in failures[:20]
-        ]
-        status = result["status"]
-        if status == "ok" and (report.rejected or failures):
-            status = "partial"
-        row = {
-            "run_id": run_id,
-            "source_id": result["source_id"],
-            "flow_run_id": flow_run_id,
-            "started_at": result["started_at"],
-            "finished_at": datetime.now(UTC).isoformat(),
-            "status": status,
-            **{
-                k: result.get(k, 0)
-                for k in (
-                    "feeds_polled",
-                    "feeds_not_modified",
-                    "feeds_unchanged",
-                    "feeds_failed",
-                    "feeds_not_due",
+        with transaction(con):
+            if con.execute(sql("batch_loaded"), [run_id, result["source_id"]]).fetchone():
+                log.info("batch %s/%s was loaded already", run_id, result["source_id"])
+                cursor = con.execute(
+                    "select * from crawl_runs where run_id = ? and source_id = ?",
+                    [run_id, result["source_id"]],
                 )
-            },
-            # article pages only: robots.txt, sitemaps and listings are not counted
-            "pages_fetched": sum(1 for r in rows if r.get("kind") == "article"),
-            "articles_added": report.added,
-            "duplicates": report.duplicates,
-            "known_skipped": int(stats.get("cstowatch/known_skipped", 0))
-            + int(result.get("known_skipped", 0)),
-            "non_articles": report.non_articles,
-            "rejected": len(report.rejected),
-            "failed": report.failed + result.get("feeds_failed", 0),
-            "offsite_skipped": int(stats.get("cstowatch/offsite_skipped", 0))
-            + sum(1 for r in rows if r.get("kind") == "feed_item" and r.get("offsite")),
-            "duration_s": result.get("duration_s"),
-            "errors": "\n".join(errors)[:4000] or None,
-        }
-        record_run(con, row)
+                names = [d[0] for d in cursor.description]
+                row = dict(zip(names, cursor.fetchone() or [None] * len(names), strict=True))
+            else:
+                apply_batch(con, staged, report, run_id, max_attempts=settings.max_fetch_attempts)
+                row = _crawl_run_row(run_id, flow_run_id, result, counts, rows, stats, report)
+                record_run(con, row)
+                con.execute(
+                    sql("batch_mark_loaded"),
+                    [run_id, result["source_id"], report.complete, datetime.now(UTC)],
+                )
     finally:
         con.close()
     path.with_suffix(".loaded").write_text(datetime.now(UTC).isoformat())
     return row
 
 
-def unloaded_batches(batch_root: Path) -> list[Path]:
-    """Batches an earlier, interrupted run wrote but never loaded."""
+def _crawl_run_row(
+    run_id: str,
+    flow_run_id: str | None,
+    result: dict[str, Any],
+    counts: dict[str, Any],
+    rows: list[dict[str, Any]],
+    stats: dict[str, Any],
+    report: Any,
+) -> dict[str, Any]:
+    errors = list(result.get("errors") or counts.get("errors") or []) + report.rejected[:20]
+    failures = [r for r in rows if r.get("kind") == "failure"]
+    errors += [
+        f"{r['url']}: "
+        + (f"HTTP {r['http_status']}: " if r.get("http_status") else "")
+        + r["error"]
+        for r in failures[:20]
+    ]
+    errors += [f"gave up after repeated failures: {url}" for url in report.gave_up[:20]]
+    status = result["status"]
+    if result.get("leftover") and not report.complete:
+        status = "crashed"
+        errors.insert(0, "the run died while collecting this source; its articles were kept")
+    elif status == "ok" and (report.rejected or failures or report.gave_up):
+        status = "partial"
+    return {
+        "run_id": run_id,
+        "source_id": result["source_id"],
+        "flow_run_id": flow_run_id,
+        "started_at": result["started_at"],
+        "finished_at": datetime.now(UTC).isoformat(),
+        "status": status,
+        **{
+            k: counts.get(k, 0)
+            for k in (
+                "feeds_polled",
+                "feeds_not_modified",
+                "feeds_unchanged",
+                "feeds_failed",
+                "feeds_not_due",
+            )
+        },
+        # article pages only: robots.txt, sitemaps and listings are not counted
+        "pages_fetched": sum(1 for r in rows if r.get("kind") == "article"),
+        "articles_added": report.added,
+        "duplicates": report.duplicates,
+        "known_skipped": int(stats.get("cstowatch/known_skipped", 0))
+        + int(counts.get("known_skipped", 0)),
+        "non_articles": report.non_articles,
+        "rejected": len(report.rejected),
+        "failed": report.failed + counts.get("feeds_failed", 0),
+        "offsite_skipped": int(stats.get("cstowatch/offsite_skipped", 0))
+        + sum(1 for r in rows if r.get("kind") == "feed_item" and r.get("offsite")),
+        "duration_s": counts.get("duration_s"),
+        "errors": "\n".join(errors)[:4000] or None,
+    }
+
+
+def unloaded_batches(batch_root: Path, live: set[str] | frozenset[str] = frozenset()) -> list[Path]:
+    """Batches an earlier, interrupted run wrote but never loaded (not those of ``live`` runs,
+    which may still be writing them)."""
     if not batch_root.exists():
         return []
-    return sorted(p for p in batch_root.glob("*/*.jsonl") if not p.with_suffix(".loaded").exists())
+    return sorted(
+        p
+        for p in batch_root.glob("*/*.jsonl")
+        if not p.with_suffix(".loaded").exists() and p.parent.name not in live
+    )
+
+
+def begin_run(
+    db: Path,
+    settings: Settings,
+    run_id: str,
+    flow: str,
+    flow_run_id: str | None,
+    stage_name: str | None = "collect",
+) -> dict[str, Any]:
+    """Record this run as running; mark dead runs crashed. Returns the crashed runs and the
+    runs still alive (whose batches must not be touched)."""
+    con = open_db(db, settings)
+    try:
+        with transaction(con):
+            crashed = runs.begin(con, run_id, flow, flow_run_id, stage_name)
+        live = runs.live_runs(con) - {run_id}
+    finally:
+        con.close()
+    for c in crashed:
+        log.warning(
+            "run %s died without finishing%s; this run picks up what it left",
+            c["run_id"],
+            f" (during {c['stage']})" if c["stage"] else "",
+        )
+    return {"crashed": crashed, "live": live}
+
+
+def run_stage(db: Path, settings: Settings, run_id: str, stage_name: str) -> None:
+    con = open_db(db, settings)
+    try:
+        runs.set_stage(con, run_id, stage_name)
+    finally:
+        con.close()
+
+
+def end_run(
+    db: Path, settings: Settings, run_id: str, status: str, error: str | None = None
+) -> None:
+    con = open_db(db, settings)
+    try:
+        runs.finish(con, run_id, status, error)
+    finally:
+        con.close()
 
 
 def _score_rows(scores: list[Any]) -> list[dict[str, Any]]:
@@ -329,14 +429,18 @@ def digest(db: Path, as_of: date, settings: Settings, force: bool = False) -> di
     con = open_db(db, settings)
     try:
         state = con.execute(sql("digest_state"), {"as_of": as_of}).fetchone()
-        skipped = None if force or state is None else _digest_skip(as_of, state[0], state[1], now)
+        skipped = None
+        if not force and state is not None:
+            skipped = _digest_skip(as_of, state[0], state[1], now, runs.token_alive(state[2]))
         if skipped:
             log.info(skipped)
             return {"groups": 0, "message_id": None, "path": None, "skipped": skipped}
         groups = digest_rows(load_rows(con, windows.baseline_start, as_of), as_of, cfg)
         for g in groups:
             g["label"] = group_label(con, g["group_type"], g["group_value"])
-        con.execute(sql("digest_claim"), {"as_of": as_of, "now": now})
+        con.execute(
+            sql("digest_claim"), {"as_of": as_of, "now": now, "owner": runs.process_token()}
+        )
     finally:
         con.close()  # not held while talking to the SMTP server
     order = {"all": 0, "country": 1, "language": 2, "affiliation": 3, "outlet": 4}
@@ -354,10 +458,14 @@ def digest(db: Path, as_of: date, settings: Settings, force: bool = False) -> di
     return {"groups": len(groups), "message_id": msg["Message-ID"], "path": path, "skipped": None}
 
 
-def _digest_skip(as_of: date, status: str, updated_at: datetime, now: datetime) -> str | None:
+def _digest_skip(
+    as_of: date, status: str, updated_at: datetime, now: datetime, alive: bool | None = None
+) -> str | None:
+    """Why not to send the digest of ``as_of`` now, or None. ``alive`` tells whether the process
+    that claimed it still runs (None: cannot be told, then a claim goes stale with time)."""
     if status == "sent":
         return f"the digest of {as_of} was already sent (--force sends it again)"
-    if status == "sending" and now - updated_at < DIGEST_STALE:
+    if status == "sending" and (alive or (alive is None and now - updated_at < DIGEST_STALE)):
         return f"another run is sending the digest of {as_of}"
     if status == "sending":
         return (

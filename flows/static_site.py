@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import mimetypes
+import sys
 import threading
 import time
 from email.utils import formatdate, parsedate_to_datetime
@@ -106,6 +107,11 @@ class _Server(ThreadingHTTPServer):
     base: str
     hits: list[str]
     statuses: list[tuple[str, int]]
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return  # a client that went away (a killed crawler) is not a server error
+        super().handle_error(request, client_address)  # type: ignore[arg-type]
 
 
 class StaticSite:

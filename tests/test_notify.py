@@ -163,7 +163,8 @@ def test_delivery_is_exactly_once_through_an_smtp_outage(
         ],
     )
     con.execute(
-        "insert into alert_deliveries values (?, 'smtp', 'pending', 0, null, null, null, now())",
+        "insert into alert_deliveries (alert_id, channel, status, attempts, updated_at) "
+        "values (?, 'smtp', 'pending', 0, now())",
         [a["alert_id"]],
     )
 
