@@ -99,7 +99,10 @@ def tracked_run(db: Path, settings: Settings, flow_name: str) -> Iterator[tuple[
         except Exception as inner:  # the database may be what failed
             get_run_logger().warning("could not record the run as failed: %s", inner)
         raise
-    stages.end_run(db, settings, run_id, "completed")
+    try:
+        stages.end_run(db, settings, run_id, "completed")
+    except DatabaseLocked as exc:  # the work is done; the next run will say it crashed
+        get_run_logger().warning("could not record the run as completed: %s", exc)
 
 
 @task(name="prepare-run", retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=_transient)

@@ -51,6 +51,7 @@ def prepare_run(db: Path, sources: list[Source], settings: Settings) -> dict[str
         cursor = con.execute("select * from feeds")
         columns = [d[0] for d in cursor.description]
         feeds = {row[0]: dict(zip(columns, row, strict=True)) for row in cursor.fetchall()}
+        con.execute(sql("pending_prune"))
         pending: dict[str, list[dict[str, Any]]] = {}
         for url, source_id, title, published in con.execute(sql("pending_due")).fetchall():
             pending.setdefault(source_id, []).append(

@@ -233,6 +233,21 @@ def snapshot(db: Path) -> dict[str, Any]:
         con.close()
 
 
+def prefect_states(db: Path) -> Counter[str]:
+    """The Prefect state of each run recorded in ``db``'s pipeline_runs."""
+    from prefect.client.orchestration import get_client
+
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        ids = [r[0] for r in con.execute("select flow_run_id from pipeline_runs").fetchall()]
+    finally:
+        con.close()
+    with get_client(sync_client=True) as client:
+        return Counter(
+            client.read_flow_run(i).state_type.value for i in ids if i  # type: ignore[union-attr]
+        )
+
+
 def assert_same_warehouse(got: dict[str, Any], want: dict[str, Any]) -> None:
     assert got["articles"] == want["articles"], (
         f"{len(want['articles'] - got['articles'])} articles lost, "
@@ -345,6 +360,14 @@ def test_killed_runs_end_as_an_uninterrupted_run(
     # every killed run is on record as crashed (found by the run after it)
     assert got["runs"]["crashed"] == landed, (report, got["runs"])
     assert got["runs"]["completed"] == 2, got["runs"]
+    assert prefect_states(monitor.db)["CRASHED"] == landed
+    con = duckdb.connect(str(monitor.db), read_only=True)
+    try:  # every outlet had been collected by a run that then died
+        assert con.execute(
+            "select count(*) from source_health where last_crashed_run_at is null"
+        ).fetchone() == (0,)
+    finally:
+        con.close()
     assert "Recent runs" in subprocess.run(
         [CLI, "runs", "--db", str(monitor.db)], capture_output=True, text=True, check=True,
         env=monitor.env, timeout=120,

@@ -158,6 +158,27 @@ def test_a_batch_loads_once_however_often_its_marker_is_lost(tmp_path: Path) -> 
         con.close()
 
 
+def test_a_pending_url_stored_another_way_is_settled_before_collection(tmp_path: Path) -> None:
+    """Collection skips known URLs, so a pending URL stored meanwhile under its canonical URL
+    (or by a sitemap) would never be settled by a fetch: the run's preparation settles it."""
+    from crawlers.sources import parse_sources
+    from flows import stages
+
+    db = tmp_path / "w.duckdb"
+    con = connect(db)
+    upsert_sources(con, [SOURCE])
+    load_batch(con, feed_rows([8, 9]), "dead-run")
+    stored = dict(page(10), canonical_url=url(8))  # another URL whose canonical is item 8
+    load_batch(con, [stored, END], "sitemap-run")
+    con.close()
+    sources = parse_sources(
+        "sources:\n  - {id: src, name: Steppe Wire, country: KZ, languages: [ru], "
+        "affiliation: independent, domains: [wire.example], feeds: ['" + FEED + "']}\n"
+    )
+    state = stages.prepare_run(db, sources, Settings(lock_timeout=5))
+    assert [p["url"] for p in state["pending"]["src"]] == [url(9)]
+
+
 def dead_token() -> str:
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     token = runs.process_token(proc.pid)

@@ -131,10 +131,12 @@ backlog as (
     group by source_id
 ),
 crashes as (
-    select source_id, max(started_at) as last_crashed_run_at
-    from crawl_runs
-    where status = 'crashed'
-    group by source_id
+    -- runs that died while collecting the outlet, or later in a run that had collected it
+    select c.source_id, max(c.started_at) as last_crashed_run_at
+    from crawl_runs c
+    left join pipeline_runs p using (run_id)
+    where c.status = 'crashed' or p.status = 'crashed'
+    group by c.source_id
 )
 select
     s.source_id,
