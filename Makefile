@@ -37,9 +37,9 @@ test: $(STAMP) ## Run the whole test suite (offline)
 test-fast: $(STAMP) ## Tests without the slow end-to-end and server tests
 	$(PY) -m pytest -q -m "not slow"
 
-lint: $(STAMP) ## ruff and mypy on the four packages
-	$(VENV)/bin/ruff check crawlers flows nlp warehouse tests
-	$(VENV)/bin/mypy crawlers flows nlp warehouse
+lint: $(STAMP) ## ruff and mypy on the packages
+	$(VENV)/bin/ruff check crawlers estimation flows nlp warehouse tests
+	$(VENV)/bin/mypy crawlers estimation flows nlp warehouse
 
 train: $(STAMP) ## Retrain the bundled stance model on nlp/data and score the dev split
 	$(CSTOWATCH) train

@@ -6,7 +6,9 @@ Method (see README, "How alerts are decided"):
   classifier is stable, an unchanged true mix gives an unchanged expected mass, so the null is
   sound. Shares and the effect size are then corrected with the classifier's dev-set (soft)
   confusion matrix, because a 70%-accurate classifier shows only about half of a real shift;
-  testing on corrected counts instead would inflate the noise along with the signal.
+  testing on corrected counts instead would inflate the noise along with the signal. The
+  corrected shares are the constrained maximum-likelihood mix with profile-likelihood intervals
+  (``estimation.mixture``), which stay informative at 0% and 100%.
 - Test: the G statistic (log-likelihood ratio) of the 2x3 table window x class vs baseline x
   class, scaled by the dispersion of the baseline's daily masses (quasi-likelihood):
   F = G / (2 phi) on (2, df_phi) degrees of freedom, where phi is the Pearson X^2 of the
@@ -31,7 +33,9 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 import numpy as np
-from scipy import special, stats
+from scipy import stats
+
+from estimation import mixture
 
 LABELS = ("pro_russian", "neutral", "pro_kazakh")
 GROUP_TYPES = ("outlet", "country", "language", "affiliation", "all")
@@ -47,6 +51,7 @@ class ShiftConfig:
     coverage_ratio: float = 0.5
     consecutive_days: int = 1
     confusion: tuple[tuple[float, ...], ...] | None = None  # rows: true class, cols: predicted
+    confusion_source: str | None = None  # where it was measured: "real" news or "written"
 
 
 @dataclass(frozen=True)
@@ -138,21 +143,6 @@ def group_keys(row: ArticleRow) -> list[tuple[str, str]]:
     ]
 
 
-def correct_for_confusion(mass: np.ndarray, confusion: np.ndarray | None) -> np.ndarray:
-    """Estimate true-class mass from predicted mass: solve C^T t = m, clip, keep the total."""
-    if confusion is None:
-        return mass
-    c = np.asarray(confusion, dtype=float)
-    c = c / c.sum(axis=1, keepdims=True)
-    try:
-        true = np.linalg.solve(c.T, mass)
-    except np.linalg.LinAlgError:
-        return mass
-    true = np.clip(true, 0.0, None)
-    total = true.sum()
-    return true * (mass.sum() / total) if total > 0 else mass
-
-
 def g_statistics(window: np.ndarray, baseline: np.ndarray) -> np.ndarray:
     """G of each 2xK table [window[i], baseline[i]] (rows of two (n, K) arrays), 0 log 0 = 0.
 
@@ -219,46 +209,17 @@ def benjamini_hochberg(pvalues: list[float]) -> list[float]:
     return q.tolist()
 
 
-def share_interval(mass: float, n: float) -> list[float]:
-    """95% Jeffreys interval for a share estimated from probabilistic counts."""
-    if n <= 0:
-        return [0.0, 1.0]
-    a, b = mass + 0.5, max(n - mass, 0.0) + 0.5
-    low, high = special.betaincinv(a, b, [0.025, 0.975])
-    return [round(float(low), 4), round(float(high), 4)]
-
-
-def share_intervals(
+def _intervals(
     mass: np.ndarray, confusion: np.ndarray | None, phi: float | None
-) -> list[list[float]]:
-    """95% intervals of one window's class shares, confusion-corrected when ``confusion`` is
-    given. The raw masses vary like phi x multinomial (the model of the test); the correction
-    is linear (A = C^-T), so the shares' covariance is A S A^T / n with S = phi (diag pi - pi
-    pi^T). Correcting widens the interval: undoing a 70%-accurate classifier's dilution also
-    amplifies its noise. Each share gets a Jeffreys interval on its effective sample size
-    t (1 - t) / var, which keeps it inside [0, 1]."""
-    mass = np.asarray(mass, dtype=float)
-    n = float(mass.sum())
-    if n <= 0:
-        return [[0.0, 1.0] for _ in mass]
-    phi = phi if phi is not None and np.isfinite(phi) and phi > 0 else 1.0
-    pi = mass / n
-    cov = phi * (np.diag(pi) - np.outer(pi, pi)) / n
-    shares = pi
-    if confusion is not None:
-        c = np.asarray(confusion, dtype=float)
-        c = c / c.sum(axis=1, keepdims=True)
-        try:
-            a = np.linalg.inv(c.T)
-        except np.linalg.LinAlgError:
-            a = np.eye(len(mass))
-        cov = a @ cov @ a.T
-        shares = correct_for_confusion(mass, c) / n
-    out = []
-    for t, var in zip(np.clip(shares, 0.0, 1.0), np.diag(cov), strict=True):
-        n_eff = t * (1 - t) / var if var > 0 and 0 < t < 1 else n / phi
-        out.append(share_interval(float(t * n_eff), float(n_eff)))
-    return out
+) -> dict[str, list[float]]:
+    return _rounded(mixture.estimate(mass, confusion, phi).intervals)
+
+
+def _rounded(intervals: np.ndarray) -> dict[str, list[float]]:
+    return {
+        lab: [round(float(lo), 4), round(float(hi), 4)]
+        for lab, (lo, hi) in zip(LABELS, intervals, strict=True)
+    }
 
 
 def severity(effect: float, q: float) -> str:
@@ -336,9 +297,7 @@ def evaluate(groups: dict[tuple[str, str], GroupDays], cfg: ShiftConfig) -> list
             continue
         test.g, test.p_value, test.dispersion = quasi_g_test(days.mass, days.window_days)
         test.method = "quasi-G"
-        window = correct_for_confusion(mw, confusion)
-        baseline = correct_for_confusion(mb, confusion)
-        after, before = window / window.sum(), baseline / baseline.sum()
+        after, before = mixture.mle(mw, confusion), mixture.mle(mb, confusion)
         diffs = after - before
         k = int(np.argmax(diffs))
         test.direction, test.effect = LABELS[k], float(diffs[k])
@@ -346,18 +305,15 @@ def evaluate(groups: dict[tuple[str, str], GroupDays], cfg: ShiftConfig) -> list
         test.shares_before = {
             lab: round(float(v), 4) for lab, v in zip(LABELS, before, strict=True)
         }
-        test.ci_after = dict(
-            zip(LABELS, share_intervals(mw, confusion, test.dispersion), strict=True)
-        )
-        test.ci_before = dict(
-            zip(LABELS, share_intervals(mb, confusion, test.dispersion), strict=True)
-        )
     tested = [t for t in results if t.kind == "stance" and t.p_value is not None]
     for test, q in zip(tested, benjamini_hochberg([t.p_value for t in tested]), strict=True):  # type: ignore[misc]
         test.q_value = q
         test.alert = q <= cfg.fdr and test.effect >= cfg.min_effect
         if test.alert:
             test.severity = severity(test.effect, q)
+            # intervals cost a few profile-likelihood searches: only alerts show them
+            test.ci_after = _intervals(test.mass_window, confusion, test.dispersion)
+            test.ci_before = _intervals(test.mass_baseline, confusion, test.dispersion)
     for test in results:
         if test.kind == "coverage":
             test.alert, test.severity = True, "medium"

@@ -5,20 +5,18 @@ from datetime import date, timedelta
 import numpy as np
 import pytest
 
+from estimation import mixture
 from flows.shifts import (
     ArticleRow,
     ShiftConfig,
     Windows,
     benjamini_hochberg,
     collect_groups,
-    correct_for_confusion,
     detect,
     dispersion,
     evaluate_groups,
     g_statistics,
     quasi_g_test,
-    share_interval,
-    share_intervals,
 )
 
 AS_OF = date(2026, 11, 29)
@@ -189,13 +187,22 @@ def test_collect_groups_sums_each_group_per_day() -> None:
     assert everything.mass_window.sum() == pytest.approx(49.0)
 
 
-def test_share_interval_is_the_jeffreys_interval() -> None:
-    from scipy import stats
+def test_raw_share_interval_is_the_binomial_profile_likelihood_interval() -> None:
+    """Without a confusion matrix the mix is the raw shares, and a share's interval is the
+    binomial likelihood-ratio interval of its count."""
+    from scipy import optimize, stats
 
-    low, high = share_interval(12.3, 40.0)
-    assert low == pytest.approx(stats.beta.ppf(0.025, 12.8, 28.2), abs=1e-4)
-    assert high == pytest.approx(stats.beta.ppf(0.975, 12.8, 28.2), abs=1e-4)
-    assert share_interval(0.0, 0.0) == [0.0, 1.0]
+    mass = np.array([12.0, 20.0, 8.0])
+    est = mixture.estimate(mass, None, 1.0)
+    assert est.shares == pytest.approx(mass / 40.0, abs=1e-6)
+    p_hat = 12.0 / 40.0
+
+    def lr(p: float) -> float:
+        return 2 * (stats.binom.logpmf(12, 40, p_hat) - stats.binom.logpmf(12, 40, p)) - 3.8415
+
+    low, high = optimize.brentq(lr, 1e-9, p_hat), optimize.brentq(lr, p_hat, 1 - 1e-9)
+    assert est.intervals[0] == pytest.approx([low, high], abs=1e-4)
+    assert mixture.estimate(np.zeros(3)).intervals.tolist() == [[0.0, 1.0]] * 3
 
 
 def soft_articles(rng, true, sharpness):  # type: ignore[no-untyped-def]
@@ -207,7 +214,8 @@ def soft_articles(rng, true, sharpness):  # type: ignore[no-untyped-def]
 def test_corrected_share_intervals_cover_the_true_share() -> None:
     """A 70%-accurate classifier, its soft confusion matrix, windows of 60 articles: the
     corrected shares' 95% intervals cover the true mix about 95% of the time (a Jeffreys
-    interval on the corrected masses, ignoring the correction's noise, covers 82-88%)."""
+    interval on the corrected masses, ignoring the correction's noise, covers 82-88%; the
+    boundaries are tested in tests/test_mixture.py)."""
     rng = np.random.default_rng(0)
     true = rng.integers(0, 3, 60000)
     probs = soft_articles(rng, true, 1.6)
@@ -218,7 +226,7 @@ def test_corrected_share_intervals_cover_the_true_share() -> None:
     for _ in range(reps):
         phi, _ = dispersion(soft_days(rng, [mix] * 28, 9, sharpness=1.6))
         mass = soft_articles(rng, rng.choice(3, size=60, p=mix), 1.6).sum(axis=0)
-        for k, (low, high) in enumerate(share_intervals(mass, confusion, phi)):
+        for k, (low, high) in enumerate(mixture.estimate(mass, confusion, phi).intervals):
             hits[k] += low <= mix[k] <= high
     coverage = hits / reps
     assert (coverage >= 0.91).all() and (coverage <= 0.99).all(), coverage
@@ -228,7 +236,7 @@ def test_confusion_correction_recovers_a_diluted_shift() -> None:
     confusion = np.array([[0.7, 0.2, 0.1], [0.15, 0.7, 0.15], [0.1, 0.2, 0.7]])
     true = np.array([60.0, 30.0, 10.0])
     observed = confusion.T @ true
-    assert correct_for_confusion(observed, confusion) == pytest.approx(true)
+    assert mixture.mle(observed, confusion) == pytest.approx(true / true.sum(), abs=1e-6)
 
 
 def test_consecutive_days_requirement_holds_back_a_fresh_shift() -> None:

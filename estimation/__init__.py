@@ -1,0 +1,1 @@
+"""Estimates behind the alerts: the true stance mix of a window and its intervals."""
