@@ -240,7 +240,7 @@ def _chart(con: duckdb.DuckDBPyConnection, alert: dict[str, Any]) -> bytes | Non
         rows,
         alert["window_start"],
         alert["window_end"],
-        title=f"{alert['group_label']}: weekly stance shares",
+        title=f"{alert['group_label']}: raw classifier output, weekly mean probabilities",
     )
     return to_png(chart)
 
@@ -349,6 +349,10 @@ def _compose(
         if png:
             charts[alert["alert_id"]] = png
     msg = notify.compose(
-        alerts, charts, settings.alert_from, settings.alert_to, corrected=cfg.confusion is not None
+        alerts,
+        charts,
+        settings.alert_from,
+        settings.alert_to,
+        correction=(cfg.confusion_source or "written") if cfg.confusion is not None else None,
     )
     return msg

@@ -16,6 +16,7 @@ from typing import Any, cast
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from estimation.mixture import format_share
 from flows.charts import STANCE_COLOURS, STANCE_NAMES
 from flows.settings import Settings
 from flows.shifts import LABELS
@@ -34,12 +35,14 @@ class DeliveryError(RuntimeError):
 
 
 def _env() -> Environment:
-    return Environment(
+    env = Environment(
         loader=PackageLoader("flows", "templates"),
         autoescape=select_autoescape(["html", "html.jinja"]),
         trim_blocks=False,
         lstrip_blocks=False,
     )
+    env.filters["share"] = format_share
+    return env
 
 
 def headline(alert: dict[str, Any]) -> str:
@@ -74,11 +77,13 @@ def compose(
     charts: dict[str, bytes],
     sender: str,
     recipients: list[str],
-    corrected: bool = False,
+    correction: str | None = None,
 ) -> EmailMessage:
     """A multipart email (text + HTML with inline PNG charts) for a batch of alerts.
 
     ``alerts`` are ordered most important first; ``charts`` maps alert_id to PNG bytes.
+    ``correction`` says where the confusion matrix that corrected the shares was measured
+    (``real`` news or ``written`` passages), or None when the shares are not corrected.
     """
     env = _env()
     views = []
@@ -93,7 +98,7 @@ def compose(
         "labels": LABELS,
         "names": STANCE_NAMES,
         "colours": STANCE_COLOURS,
-        "corrected": corrected,
+        "correction": correction,
     }
     subject = subject_for(views)
     msg = EmailMessage()

@@ -32,6 +32,7 @@ import duckdb
 import pandas as pd
 from jinja2 import Environment, PackageLoader
 
+from estimation.mixture import format_share
 from flows.alerting import COUNTRY_NAMES, LANGUAGE_NAMES, group_weekly
 from flows.charts import STANCE_COLOURS, STANCE_NAMES, stance_scale, to_svg
 from flows.shifts import LABELS, ShiftConfig, Windows
@@ -789,7 +790,7 @@ def environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(csp_hash=_csp_hash, pct=_pct, pp=_pp)
+    env.filters.update(csp_hash=_csp_hash, pct=_pct, pp=_pp, share=format_share)
     return env
 
 

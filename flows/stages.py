@@ -362,7 +362,11 @@ def index_search(db: Path, settings: Settings) -> dict[str, int]:
         con.close()
 
 
-def shift_config(settings: Settings, confusion: list[list[float]] | None = None) -> ShiftConfig:
+def shift_config(
+    settings: Settings,
+    confusion: list[list[float]] | None = None,
+    confusion_source: str | None = None,
+) -> ShiftConfig:
     return ShiftConfig(
         window_days=settings.window_days,
         baseline_days=settings.baseline_days,
@@ -372,28 +376,37 @@ def shift_config(settings: Settings, confusion: list[list[float]] | None = None)
         confusion=tuple(tuple(r) for r in confusion)
         if confusion and settings.correct_confusion
         else None,
+        confusion_source=confusion_source,
     )
 
 
-def model_confusion(db: Path, settings: Settings, model_id: str | None) -> list[list[float]] | None:
-    """The dev-set soft confusion matrix saved with the model card, if any."""
+def confusion_source(card: dict[str, Any]) -> str:
+    """Where a model card's dev confusion matrix was measured: ``real`` news or ``written``
+    passages (models trained before the real-news set have no ``dev_data`` naming it)."""
+    return "real" if "realnews" in str(card.get("dev_data") or "") else "written"
+
+
+def model_confusion(
+    db: Path, settings: Settings, model_id: str | None
+) -> tuple[list[list[float]] | None, str | None]:
+    """The dev-set soft confusion matrix saved with the model card, if any, and its source."""
     if not model_id:
-        return None
+        return None, None
     con = open_db(db, settings)
     try:
         row = con.execute("select metrics from models where model_id = ?", [model_id]).fetchone()
     finally:
         con.close()
     if not row or not row[0]:
-        return None
+        return None, None
     card = json.loads(row[0])
-    return card.get("dev", {}).get("soft_confusion")
+    return card.get("dev", {}).get("soft_confusion"), confusion_source(card)
 
 
 def detect_alerts(
     db: Path, as_of: date, settings: Settings, model_id: str | None
 ) -> tuple[list[GroupTest], list[str]]:
-    cfg = shift_config(settings, model_confusion(db, settings, model_id))
+    cfg = shift_config(settings, *model_confusion(db, settings, model_id))
     con = open_db(db, settings)
     try:
         return detect_and_store(con, as_of, cfg, settings, model_id)
@@ -402,7 +415,7 @@ def detect_alerts(
 
 
 def deliver(db: Path, settings: Settings, model_id: str | None = None) -> DeliveryReport:
-    cfg = shift_config(settings, model_confusion(db, settings, model_id))
+    cfg = shift_config(settings, *model_confusion(db, settings, model_id))
     con = open_db(db, settings)
     try:
         return deliver_pending(con, settings, cfg)

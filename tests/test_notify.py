@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email
+import re
 import socket
 import time
 from datetime import date
@@ -79,6 +80,31 @@ def test_compose_builds_multipart_with_chart_and_subject() -> None:
     assert "&amp;y=&lt;2&gt;" in html
     assert HOSTILE in text  # the plain-text part carries the title as it is
     assert "51.5%" in text and "20.0%" in text
+
+
+def test_edge_shares_and_what_the_numbers_are_are_spelled_out() -> None:
+    """A share estimated at 0 reads "< 1%" with its interval, never "0.0%"; the text says the
+    table is the corrected mix and the chart raw output, and which dev split corrected it."""
+    edge = alert(
+        shares_after={"pro_russian": 0.9981, "neutral": 0.0019, "pro_kazakh": 0.0},
+        ci_after={"pro_russian": [0.93, 1.0], "neutral": [0.0, 0.05], "pro_kazakh": [0.0, 0.046]},
+    )
+    for correction in ("real", "written", None):
+        parsed = email.message_from_bytes(
+            bytes(compose([edge], {}, "a@b", ["c@d"], correction=correction)),
+            policy=policy.default,
+        )
+        text = parsed.get_body(("plain",)).get_content()
+        html = parsed.get_body(("html",)).get_content()
+        for part in (text, html):
+            assert not re.search(r"(?<![\d.\[;-])0\.0%", part), part  # a bare 0.0% share
+            assert "< 1%" in part or "&lt; 1%" in part
+            assert "> 99%" in part or "&gt; 99%" in part
+        assert "0.0-4.6%" in text and "raw classifier output" in text
+        assert ("Estimated true mix" in text) == (correction is not None)
+        assert ("measured on real news" in text) == (correction == "real")
+        assert ("comes from our written passages" in text) == (correction == "written")
+        assert ("comes from our written passages" in html) == (correction == "written")
 
 
 def test_same_alerts_make_the_same_message_id() -> None:
