@@ -19,6 +19,11 @@ from transformers import AutoModel, AutoTokenizer
 from nlp.prepare import default_encoder_dir, prepare_encoder, read_manifest
 
 
+# The one truncation limit, in encoder tokens, for every passage the model sees: scoring,
+# training the head and fine-tuning (a model trained on 128-token cuts and scored on 256-token
+# ones sees longer inputs than it learnt from).
+MAX_TOKENS = 256
+
 def padded_batches(ids: list[list[int]], order: list[int], size: int, pad: int):  # type: ignore[no-untyped-def]
     """Yield (indices, input_ids, attention_mask) for batches of ``size`` taken in ``order``."""
     for start in range(0, len(order), size):
@@ -68,7 +73,7 @@ class Encoder:
         texts: list[str],
         prefix: str = "query: ",
         batch_size: int = 32,
-        max_length: int = 256,
+        max_length: int = MAX_TOKENS,
     ) -> np.ndarray:
         """(len(texts), dim) float32, L2-normalised. Use "passage: " for documents."""
         out = np.zeros((len(texts), self.dim), dtype=np.float32)

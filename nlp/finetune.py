@@ -41,7 +41,7 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from transformers import AutoModel, AutoTokenizer
 
-from nlp.encoder import mean_pool, padded_batches
+from nlp.encoder import MAX_TOKENS, mean_pool, padded_batches
 from nlp.metrics import fit_temperature
 from nlp.prepare import MANIFEST, default_encoder_dir, prepare_encoder, read_manifest
 from nlp.stance import relevance_features
@@ -57,7 +57,7 @@ class FinetuneConfig:
     lr: float = 3e-5  # transformer body
     head_lr: float = 3e-4  # linear head (starts from the probe)
     batch_size: int = 16
-    max_length: int = 128
+    max_length: int = MAX_TOKENS  # the same limit as scoring (nlp.encoder)
     weight_decay: float = 0.01
     warmup: float = 0.1  # fraction of the steps
     clip: float = 1.0
@@ -166,7 +166,7 @@ def embed_with(
     model: Any,
     tokenizer,  # type: ignore[no-untyped-def]
     texts: list[str],
-    max_length: int = 256,
+    max_length: int = MAX_TOKENS,
     batch_size: int = 32,
 ) -> np.ndarray:
     """Same convention as Encoder.embed ("query: ", mean pool, L2), for any BertModel."""

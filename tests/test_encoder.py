@@ -224,3 +224,15 @@ def test_cross_lingual_meaning(encoder: Encoder) -> None:
             pair = float(en @ tr[x])
             assert pair > float(en @ un_en), (x, s["en"])
             assert pair > float(tr[x] @ un[x]), (x, s[x])
+
+
+def test_training_and_scoring_truncate_at_one_limit() -> None:
+    """Fine-tuning once cut passages at 128 tokens and scoring at 256 (issue 17)."""
+    import inspect
+
+    from nlp.encoder import MAX_TOKENS, Encoder
+    from nlp.finetune import FinetuneConfig, embed_with
+
+    assert FinetuneConfig().max_length == MAX_TOKENS
+    assert inspect.signature(embed_with).parameters["max_length"].default == MAX_TOKENS
+    assert inspect.signature(Encoder.embed).parameters["max_length"].default == MAX_TOKENS
