@@ -134,6 +134,24 @@ def test_migrations_are_recorded_once(db_path: Path) -> None:
     con.close()
 
 
+def test_run_script_splits_like_duckdb_does(
+    con: duckdb.DuckDBPyConnection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ';' inside a comment or a string is no statement boundary (issue 17)."""
+    script = (
+        "-- a note; with a semicolon\n"
+        "create temp table t (s varchar, n integer);\n"
+        "insert into t values ('a;b', $n); -- and here; too\n"
+        "insert into t values ('c', $n + 1)"
+    )
+    real = db_module.sql
+    monkeypatch.setattr(db_module, "sql", lambda name: script if name == "t" else real(name))
+    db_module.run_script(con, "t", {"n": 1, "unused": 2})
+    assert con.execute("select * from t order by n").fetchall() == [("a;b", 1), ("c", 2)]
+    with pytest.raises(KeyError, match="needs parameters"):
+        db_module.run_script(con, "t", {})
+
+
 def test_newer_schema_is_refused(db_path: Path) -> None:
     con = connect(db_path)
     con.execute("insert into schema_migrations values (999, 'from_the_future', now())")

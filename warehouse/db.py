@@ -36,15 +36,18 @@ def sql(name: str) -> str:
 
 
 def run_script(con: duckdb.DuckDBPyConnection, name: str, params: dict | None = None) -> None:
-    """Run every statement of ``warehouse/sql/<name>.sql``, each with the parameters it uses."""
+    """Run every statement of ``warehouse/sql/<name>.sql``, each with the parameters it uses.
+
+    DuckDB's own parser splits the script, so a ``;`` in a comment or a string is no boundary.
+    """
     params = params or {}
-    for statement in sql(name).split(";"):
-        body = "\n".join(
-            line for line in statement.splitlines() if not line.strip().startswith("--")
-        ).strip()
-        if body:
-            used = {k: v for k, v in params.items() if f"${k}" in body}
-            con.execute(body, used) if used else con.execute(body)
+    statements = con.extract_statements(sql(name))
+    missing = set().union(*(s.named_parameters for s in statements)) - params.keys()
+    if missing:  # before anything runs
+        raise KeyError(f"{name}.sql needs parameters {sorted(missing)}")
+    for statement in statements:
+        used = {k: params[k] for k in statement.named_parameters}
+        con.execute(statement, used) if used else con.execute(statement)
 
 
 def migrations() -> list[tuple[int, str, str]]:
