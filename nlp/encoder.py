@@ -18,7 +18,6 @@ from transformers import AutoModel, AutoTokenizer
 
 from nlp.prepare import default_encoder_dir, prepare_encoder, read_manifest
 
-
 # The one truncation limit, in encoder tokens, for every passage the model sees: scoring,
 # training the head and fine-tuning (a model trained on 128-token cuts and scored on 256-token
 # ones sees longer inputs than it learnt from).
