@@ -151,6 +151,7 @@ def detect_and_store(
                 {
                     "group_type": test.group_type,
                     "group_value": test.group_value,
+                    "direction": test.direction or "",
                     "alert_id": aid,
                     "cooldown_from": cooldown_from,
                     "as_of": as_of,
@@ -185,6 +186,7 @@ def detect_and_store(
                     "evidence": json.dumps(evidence_for(con, test, windows), ensure_ascii=False),
                     "model_id": model_id,
                     "created_at": now,
+                    "dispersion": test.dispersion,
                 },
             )
             con.execute(

@@ -208,6 +208,7 @@ def build_report_db(path: Path, hostile_outlet: bool = False) -> Path:
                 "p_value": 0.001,
                 "q_value": 0.004,
                 "severity": "high",
+                "dispersion": 0.62,
                 "evidence": [
                     {
                         "url": url_of("b1", "ru-one"),
@@ -279,7 +280,7 @@ def build_report_db(path: Path, hostile_outlet: bool = False) -> Path:
         for a in alert_rows:
             con.execute(
                 "insert into alerts values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-                "?, ?, ?, ?, ?, ?)",
+                "?, ?, ?, ?, ?, ?, ?)",
                 [
                     a["alert_id"],
                     a["kind"],
@@ -304,6 +305,7 @@ def build_report_db(path: Path, hostile_outlet: bool = False) -> Path:
                     json.dumps(a["evidence"]),
                     MODEL,
                     now,
+                    a.get("dispersion"),
                 ],
             )
     finally:

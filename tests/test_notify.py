@@ -80,6 +80,11 @@ def test_compose_builds_multipart_with_chart_and_subject() -> None:
     assert "&amp;y=&lt;2&gt;" in html
     assert HOSTILE in text  # the plain-text part carries the title as it is
     assert "51.5%" in text and "20.0%" in text
+    assert "Dispersion phi" not in text  # an alert without it says nothing of it
+    with_phi = compose([alert(dispersion=0.62)], {}, "a@b", ["c@d"])
+    parsed = email.message_from_bytes(bytes(with_phi), policy=policy.default)
+    assert "Dispersion phi = 0.62: how much" in parsed.get_body(("plain",)).get_content()
+    assert "&phi; = 0.62" in parsed.get_body(("html",)).get_content()
 
 
 def test_edge_shares_and_what_the_numbers_are_are_spelled_out() -> None:
@@ -174,7 +179,7 @@ def test_delivery_is_exactly_once_through_an_smtp_outage(
     a = alert()
     con.execute(
         "insert into alerts values (?, 'stance', 'country', 'KZ', 'Kazakhstan outlets', "
-        "'pro_russian', ?, ?, ?, ?, 40, 48, ?, ?, ?, ?, 31.5, 1e-5, 2e-5, 'high', ?, null, now())",
+        "'pro_russian', ?, ?, ?, ?, 40, 48, ?, ?, ?, ?, 31.5, 1e-5, 2e-5, 'high', ?, null, now(), null)",
         [
             a["alert_id"],
             a["window_start"],

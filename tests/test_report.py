@@ -465,6 +465,8 @@ def test_report_has_every_section_and_chart(html: str) -> None:
     assert html.count('<tr data-label="') == 10
     assert "Stance shift: Russia outlets, pro-Russian +35 pp" in html
     assert "Coverage collapse: Steppe Watch" in html
+    assert html.count("dispersion &phi; = 0.62") == 1  # the stance alert's, with what it means
+    assert html.count("compared with independent articles") == 1
     assert "alert-june" not in html
     assert "@media print" in html
 

@@ -152,6 +152,35 @@ def test_run_script_splits_like_duckdb_does(
         db_module.run_script(con, "t", {})
 
 
+def test_alert_cooldown_is_per_group_and_direction(con: duckdb.DuckDBPyConnection) -> None:
+    """A group that alerted pro-Russian yesterday stays quiet pro-Russian today but can alert
+    when it swings pro-Kazakh (issue 17); the dispersion is stored with the alert."""
+    from datetime import date
+
+    day = date(2026, 11, 28)
+    con.execute(
+        db_module.sql("insert_alert"),
+        {"alert_id": "a1", "kind": "stance", "group_type": "country", "group_value": "KZ",
+         "group_label": "Kazakhstan outlets", "direction": "pro_russian", "window_start": day,
+         "window_end": day, "baseline_start": day, "baseline_end": day, "n_window": 40,
+         "n_baseline": 80, "shares_before": "{}", "shares_after": "{}", "ci_before": "{}",
+         "ci_after": "{}", "effect_pp": 20.0, "p_value": 0.001, "q_value": 0.002,
+         "severity": "high", "evidence": "[]", "model_id": None,
+         "created_at": datetime.now(UTC), "dispersion": 0.62},
+    )
+    assert con.execute("select dispersion from alerts").fetchone() == (0.62,)
+
+    def recent(direction: str) -> list[tuple]:
+        return con.execute(
+            db_module.sql("alert_recent"),
+            {"group_type": "country", "group_value": "KZ", "direction": direction,
+             "alert_id": "new", "cooldown_from": day, "as_of": date(2026, 11, 29)},
+        ).fetchall()
+
+    assert recent("pro_russian") == [("a1",)]
+    assert recent("pro_kazakh") == []
+
+
 def test_newer_schema_is_refused(db_path: Path) -> None:
     con = connect(db_path)
     con.execute("insert into schema_migrations values (999, 'from_the_future', now())")
