@@ -39,6 +39,10 @@ class CollectError(RuntimeError):
     """The whole source could not be collected (the spider process failed)."""
 
 
+class SourceTimedOut(CollectError):
+    """The source's spiders ran past the per-source time limit and were stopped."""
+
+
 @dataclass
 class FeedState:
     etag: str | None = None
@@ -183,7 +187,10 @@ def run_spiders(job: dict[str, Any], out: Path, timeout: float = SPIDER_TIMEOUT)
             preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
         )
     except subprocess.TimeoutExpired as exc:
-        raise CollectError(f"spiders for {job['source']['id']} timed out after {timeout}s") from exc
+        raise SourceTimedOut(
+            f"spiders for {job['source']['id']} stopped at the time limit of {timeout:.0f} s "
+            "(CSTOWATCH_SOURCE_TIMEOUT); what they fetched before is kept"
+        ) from exc
     finally:
         Path(job_path).unlink(missing_ok=True)
     if proc.returncode != 0:
@@ -207,12 +214,14 @@ def collect_source(
     start_delay: float = 0.5,
     pending: list[dict[str, Any]] | None = None,
     timeout: float = 20.0,
+    time_limit: float = SPIDER_TIMEOUT,
 ) -> dict[str, Any]:
     """Collect one source into the batch file ``out``. Returns the per-source counts.
 
     ``pending`` lists article URLs an earlier run discovered but never settled (url, title,
     published): they are fetched whatever their feed's state. ``timeout`` bounds each feed
-    request (and its whole body, at three times as long).
+    request (and its whole body, at three times as long); ``time_limit`` stops the source's
+    spiders (``SourceTimedOut``), keeping what they wrote.
     """
     now = now or datetime.now(UTC)
     started = time.monotonic()
@@ -281,7 +290,7 @@ def collect_source(
     end: dict[str, Any] = {"kind": "batch_end", "source_id": source.id, "complete": False}
     try:
         if article_urls or source.start_urls or source.sitemaps:
-            run_spiders(job, out)
+            run_spiders(job, out, time_limit)
         end["complete"] = True
     except Exception as exc:
         end["error"] = f"{exc.__class__.__name__}: {exc}"[:500]

@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     source_concurrency: int = 4
     # seconds a feed request may wait for each step (the whole answer gets three times as long)
     fetch_timeout: float = 20.0
+    # seconds one source's spiders may run before they are stopped (the source: timed_out)
+    source_timeout: float = 1800.0
     # failed fetches of an article URL before it is given up (pending_items.status = 'failed')
     max_fetch_attempts: int = 3
 

@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from crawlers.collect import collect_source
+from crawlers.collect import SourceTimedOut, collect_source
 from crawlers.sources import Source
 from flows.alerting import DeliveryReport, deliver_pending, detect_and_store
 from flows.settings import Settings
@@ -93,8 +93,13 @@ def collect_one(
             start_delay=start_delay,
             pending=state.get("pending", {}).get(source.id),
             timeout=settings.fetch_timeout,
+            time_limit=settings.source_timeout,
         )
         status = "partial" if counts["errors"] else "ok"
+    except SourceTimedOut as exc:  # a stuck source stops; the run goes on with the rest
+        log.error("source %s: %s", source.id, exc)
+        counts = {"errors": [str(exc)]}
+        status = "timed_out"
     except Exception as exc:  # one source failing never fails the run
         log.error("source %s failed: %s", source.id, exc)
         counts = {"errors": [f"{exc.__class__.__name__}: {exc}"]}

@@ -343,3 +343,27 @@ def test_dead_site_gives_transient_failures_not_an_exception(tmp_path: Path) -> 
         assert "ConnectionRefused" in row["error"]
     assert kinds(rows, "article") == []
     assert len(kinds(rows, "stats")) == 1
+
+
+def test_a_stuck_source_is_stopped_at_its_time_limit(tmp_path: Path) -> None:
+    """A listing server that accepts and never answers would hold Scrapy for its download
+    timeout and retries; the per-source limit stops the spiders, and the run records the
+    source as timed out with a batch that says it is incomplete (issue 17)."""
+    from flows import stages
+    from flows.settings import Settings
+
+    with socket.socket() as hang:
+        hang.bind(("127.0.0.1", 0))
+        hang.listen(8)
+        base = f"http://127.0.0.1:{hang.getsockname()[1]}"
+        source = Source(id="stuck-outlet", name="Stuck Outlet", country="KZ", languages=["ru"],
+                        domains=["127.0.0.1"], feeds=[], sitemaps=[],
+                        start_urls=[f"{base}/news/"], affiliation="state")
+        settings = Settings(source_timeout=4.0)
+        result = stages.collect_one(source, tmp_path, {"known": set(), "feeds": {}}, settings,
+                                    start_delay=START_DELAY)
+    assert result["status"] == "timed_out"
+    assert "time limit of 4 s" in result["errors"][0]
+    end = read_batch(tmp_path / "stuck-outlet.jsonl")[-1]
+    assert end["kind"] == "batch_end" and end["complete"] is False
+    assert "SourceTimedOut" in end["error"]
