@@ -179,7 +179,8 @@ def test_delivery_is_exactly_once_through_an_smtp_outage(
     a = alert()
     con.execute(
         "insert into alerts values (?, 'stance', 'country', 'KZ', 'Kazakhstan outlets', "
-        "'pro_russian', ?, ?, ?, ?, 40, 48, ?, ?, ?, ?, 31.5, 1e-5, 2e-5, 'high', ?, null, now(), null)",
+        "'pro_russian', ?, ?, ?, ?, 40, 48, ?, ?, ?, ?, 31.5, 1e-5, 2e-5, 'high', ?, null, now(), "
+        "null)",
         [
             a["alert_id"],
             a["window_start"],
