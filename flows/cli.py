@@ -7,6 +7,7 @@ import json
 import os
 import sys
 from collections import Counter
+from collections.abc import Iterator
 from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -210,20 +211,42 @@ def classify(
     from nlp.langid import detect
 
     stance = _stance(model)
-    rows = []
-    with input.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                row["text"]  # noqa: B018 - required key
-            except (json.JSONDecodeError, KeyError, TypeError):
-                fail(f"{input}:{number}: expected a JSON object with 'id' and 'text'", 2)
-            rows.append(row)
-    with output.open("w", encoding="utf-8") as out:
-        for start in range(0, len(rows), batch):
-            chunk = rows[start : start + batch]
+
+    def batches() -> Iterator[list[dict[str, Any]]]:
+        """The input read as it is scored: ``batch`` rows at a time, never all of it."""
+        chunk: list[dict[str, Any]] = []
+        with input.open(encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                    row["text"]  # noqa: B018 - required key
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    fail(f"{input}:{number}: expected a JSON object with 'id' and 'text'", 2)
+                chunk.append(row)
+                if len(chunk) == batch:
+                    yield chunk
+                    chunk = []
+        if chunk:
+            yield chunk
+
+    tmp = output.with_name(output.name + ".tmp")
+    try:
+        done = _classify_into(tmp, batches(), stance, detect)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    tmp.replace(output)  # a bad line or a kill leaves no half-written output
+    err.print(f"classified {done} passages with {stance.model_id} into {output}")
+
+
+def _classify_into(
+    path: Path, batches: Iterator[list[dict[str, Any]]], stance: Any, detect: Any
+) -> int:
+    done = 0
+    with path.open("w", encoding="utf-8") as out:
+        for chunk in batches:
             for row, pred in zip(chunk, stance.predict([r["text"] for r in chunk]), strict=True):
                 lang = row.get("lang") or detect(row["text"])[0]
                 out.write(
@@ -240,7 +263,8 @@ def classify(
                     )
                     + "\n"
                 )
-    err.print(f"classified {len(rows)} passages with {stance.model_id} into {output}")
+            done += len(chunk)
+    return done
 
 
 @app.command()

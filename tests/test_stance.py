@@ -120,6 +120,21 @@ def test_classify_cli_writes_one_record_per_line(tmp_path: Path, stance_model) -
     assert rows[0]["lang"] == "ru" and rows[1]["lang"] == "fr"
 
 
+def test_classify_cli_streams_and_leaves_nothing_half_written(tmp_path: Path, stance_model) -> None:  # type: ignore[no-untyped-def]
+    """The input is read a batch at a time; a bad line after good batches names its line and
+    leaves neither the output nor a temporary file behind."""
+    from flows.cli import app
+
+    src = tmp_path / "in.jsonl"
+    good = json.dumps({"id": 1, "text": "Астана отстаивает свой суверенитет."}, ensure_ascii=False)
+    src.write_text(f"{good}\n{good}\nnot json\n", encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    args = ["classify", "--input", str(src), "--output", str(out), "--batch", "1"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and "in.jsonl:3" in result.output
+    assert list(tmp_path.iterdir()) == [src]
+
+
 def test_model_info_json(stance_model) -> None:  # type: ignore[no-untyped-def]
     from flows.cli import app
 
