@@ -162,6 +162,23 @@ def _cache_hidden(
     return out
 
 
+def calibrated_head(
+    head: torch.nn.Linear,
+    embed_calibration: Callable[[], np.ndarray],
+    y_calibration: np.ndarray,
+    log: Callable[[str], None],
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """A trained linear head as (W, b) arrays and its temperature, fitted on the held-out
+    calibration passages as the model will embed them at inference (1 without any)."""
+    W = head.weight.detach().numpy().astype(np.float32)
+    b = head.bias.detach().numpy().astype(np.float32)
+    if not len(y_calibration):
+        return W, b, 1.0
+    temperature = fit_temperature(embed_calibration() @ W.T + b, y_calibration)
+    log(f"temperature {temperature:.3f} on {len(y_calibration)} held-out training passages")
+    return W, b, temperature
+
+
 def embed_with(
     model: Any,
     tokenizer,  # type: ignore[no-untyped-def]
@@ -321,14 +338,12 @@ def finetune(
     seconds_train = time.perf_counter() - t_train
     model.eval()
 
-    W = head.weight.detach().numpy().astype(np.float32)
-    b = head.bias.detach().numpy().astype(np.float32)
-    temperature = 1.0
-    if calib_rows:
-        cx = embed_with(model, tokenizer, [r["text"] for r in calib_rows])
-        cy = np.array([LABELS.index(r["label"]) for r in calib_rows])
-        temperature = fit_temperature(cx @ W.T + b, cy)
-        log(f"temperature {temperature:.3f} on {len(cy)} held-out training passages")
+    W, b, temperature = calibrated_head(
+        head,
+        lambda: embed_with(model, tokenizer, [r["text"] for r in calib_rows]),
+        np.array([LABELS.index(r["label"]) for r in calib_rows]),
+        log,
+    )
     return FinetuneResult(
         model=model,
         tokenizer=tokenizer,

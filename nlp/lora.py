@@ -46,7 +46,14 @@ import torch
 from sklearn.linear_model import LogisticRegression
 
 from nlp.encoder import Encoder, padded_batches
-from nlp.finetune import PREFIX, _cache_hidden, _epoch_order, _layers_only, _pool
+from nlp.finetune import (
+    PREFIX,
+    _cache_hidden,
+    _epoch_order,
+    _layers_only,
+    _pool,
+    calibrated_head,
+)
 from nlp.finetune import calibration_split as _stratified_split
 from nlp.metrics import fit_temperature
 from nlp.realnews import LABELS
@@ -285,13 +292,9 @@ def train_lora(
     model.eval()
 
     # 3. temperature on the held-out training slice, embedded as at inference
-    W = head.weight.detach().numpy().astype(np.float32)
-    b = head.bias.detach().numpy().astype(np.float32)
-    temperature = 1.0
-    if calib_idx:
-        cx = encoder.embed([texts[i] for i in calib_idx])
-        temperature = fit_temperature(cx @ W.T + b, y[calib_idx])
-        log(f"temperature {temperature:.3f} on {len(calib_idx)} held-out training passages")
+    W, b, temperature = calibrated_head(
+        head, lambda: encoder.embed([texts[i] for i in calib_idx]), y[calib_idx], log
+    )
     encoder.model_id = f"{base_id}+lora-unsaved"
     card = {
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
