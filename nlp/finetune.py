@@ -162,6 +162,19 @@ def _cache_hidden(
     return out
 
 
+def optimiser_step(  # type: ignore[no-untyped-def]
+    loss: torch.Tensor, optim, sched, params: list[torch.nn.Parameter], clip: float
+) -> float:
+    """One step: backpropagate ``loss``, clip the gradient norm of ``params``, step the optimiser
+    and its schedule. Returns the loss."""
+    optim.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, clip)
+    optim.step()
+    sched.step()
+    return float(loss.item())
+
+
 def calibrated_head(
     head: torch.nn.Linear,
     embed_calibration: Callable[[], np.ndarray],
@@ -318,14 +331,10 @@ def finetune(
                     hidden[row, : lengths[i]] = cached[i]
                 with _layers_only(model, split, n_layers, from_hidden=True):
                     pooled = _pool(model, hidden, mask, from_hidden=True)
-            logits = head(pooled)
-            loss = torch.nn.functional.cross_entropy(logits, labels_t[idx])
-            optim.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(body + list(head.parameters()), cfg.clip)
-            optim.step()
-            sched.step()
-            losses.append(loss.item())
+            loss = torch.nn.functional.cross_entropy(head(pooled), labels_t[idx])
+            losses.append(
+                optimiser_step(loss, optim, sched, body + list(head.parameters()), cfg.clip)
+            )
             if step % 16 == 0:
                 elapsed = time.perf_counter() - t_epoch
                 log(

@@ -53,6 +53,7 @@ from nlp.finetune import (
     _layers_only,
     _pool,
     calibrated_head,
+    optimiser_step,
 )
 from nlp.finetune import calibration_split as _stratified_split
 from nlp.metrics import fit_temperature
@@ -270,12 +271,9 @@ def train_lora(
                 with _layers_only(bert, split, n_layers, from_hidden=True):
                     pooled = _pool(bert, hidden, mask, from_hidden=True)
             loss = torch.nn.functional.cross_entropy(head(pooled), labels_t[idx])
-            optim.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(adapters + list(head.parameters()), cfg.clip)
-            optim.step()
-            sched.step()
-            losses.append(loss.item())
+            losses.append(
+                optimiser_step(loss, optim, sched, adapters + list(head.parameters()), cfg.clip)
+            )
             step += 1
             if step % 16 == 0:
                 elapsed = time.perf_counter() - t_epoch
