@@ -26,7 +26,7 @@ from flows.charts import STANCE_NAMES, to_png, weekly_shares_chart
 from flows.settings import Settings
 from flows.shifts import LABELS, ArticleRow, GroupTest, ShiftConfig, Windows, detect
 from warehouse.db import sql, transaction
-from warehouse.runs import process_token, token_alive
+from warehouse.runs import claim_abandoned, process_token
 
 log = logging.getLogger("cstowatch.alerts")
 STALE_CLAIM = timedelta(minutes=30)
@@ -262,7 +262,11 @@ def deliver_pending(
         claims = con.execute(
             "select alert_id, claimed_by, updated_at from alert_deliveries where status = 'sending'"
         ).fetchall()
-        dead = [aid for aid, owner, updated in claims if _claim_dead(owner, updated, now)]
+        dead = [
+            aid
+            for aid, owner, updated in claims
+            if claim_abandoned(owner, updated, now, STALE_CLAIM)
+        ]
         if dead:
             con.execute(sql("deliveries_uncertain"), {"now": now, "ids": dead})
         report.uncertain = dead
@@ -316,12 +320,6 @@ def deliver_pending(
         )
     report.sent = ids
     return report
-
-
-def _claim_dead(owner: str | None, updated: datetime, now: datetime) -> bool:
-    """Whether a ``sending`` claim was left by a run that died."""
-    alive = token_alive(owner)
-    return alive is False or (alive is None and updated < now - STALE_CLAIM)
 
 
 def _compose(

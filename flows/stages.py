@@ -450,7 +450,8 @@ def digest(db: Path, as_of: date, settings: Settings, force: bool = False) -> di
         state = con.execute(sql("digest_state"), {"as_of": as_of}).fetchone()
         skipped = None
         if not force and state is not None:
-            skipped = _digest_skip(as_of, state[0], state[1], now, runs.token_alive(state[2]))
+            abandoned = runs.claim_abandoned(state[2], state[1], now, DIGEST_STALE)
+            skipped = _digest_skip(as_of, state[0], abandoned)
         if skipped:
             log.info(skipped)
             return {"groups": 0, "message_id": None, "path": None, "skipped": skipped}
@@ -477,14 +478,12 @@ def digest(db: Path, as_of: date, settings: Settings, force: bool = False) -> di
     return {"groups": len(groups), "message_id": msg["Message-ID"], "path": path, "skipped": None}
 
 
-def _digest_skip(
-    as_of: date, status: str, updated_at: datetime, now: datetime, alive: bool | None = None
-) -> str | None:
-    """Why not to send the digest of ``as_of`` now, or None. ``alive`` tells whether the process
-    that claimed it still runs (None: cannot be told, then a claim goes stale with time)."""
+def _digest_skip(as_of: date, status: str, abandoned: bool) -> str | None:
+    """Why not to send the digest of ``as_of`` now, or None. ``abandoned``: a ``sending`` claim
+    was left by a process that died (``warehouse.runs.claim_abandoned``)."""
     if status == "sent":
         return f"the digest of {as_of} was already sent (--force sends it again)"
-    if status == "sending" and (alive or (alive is None and now - updated_at < DIGEST_STALE)):
+    if status == "sending" and not abandoned:
         return f"another run is sending the digest of {as_of}"
     if status == "sending":
         return (

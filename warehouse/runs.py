@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import socket
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -50,6 +50,21 @@ def token_alive(token: str | None) -> bool | None:
     if now_start is None:
         return False
     return not start or now_start == start
+
+
+def row_alive(host: str, pid: int, proc_start: str | None) -> bool | None:
+    """``token_alive`` for a pipeline_runs row's host, pid and start time."""
+    return token_alive(f"{host}:{pid}:{proc_start or ''}")
+
+
+def claim_abandoned(
+    owner: str | None, claimed_at: datetime, now: datetime, stale_after: timedelta
+) -> bool:
+    """Whether a claim (an alert email or a digest being sent) was left by a process that died:
+    its process is gone, or, where that cannot be told (another host, no owner recorded), the
+    claim is older than ``stale_after``."""
+    alive = token_alive(owner)
+    return alive is False or (alive is None and now - claimed_at > stale_after)
 
 
 def begin(
@@ -90,7 +105,7 @@ def sweep(con: duckdb.DuckDBPyConnection) -> list[dict[str, str | None]]:
     ).fetchall()
     crashed = []
     for run_id, flow_run_id, host, pid, start, stage in running:
-        if token_alive(f"{host}:{pid}:{start or ''}") is False:
+        if row_alive(host, pid, start) is False:
             crashed.append({"run_id": run_id, "flow_run_id": flow_run_id, "stage": stage})
     if crashed:
         con.execute(
@@ -105,7 +120,7 @@ def live_runs(con: duckdb.DuckDBPyConnection) -> set[str]:
     rows = con.execute(
         "select run_id, host, pid, proc_start from pipeline_runs where status = 'running'"
     ).fetchall()
-    return {r[0] for r in rows if token_alive(f"{r[1]}:{r[2]}:{r[3] or ''}") is not False}
+    return {r[0] for r in rows if row_alive(r[1], r[2], r[3]) is not False}
 
 
 def set_stage(con: duckdb.DuckDBPyConnection, run_id: str, stage: str) -> None:
