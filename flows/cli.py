@@ -6,7 +6,6 @@ import csv
 import json
 import os
 import sys
-from collections import Counter
 from collections.abc import Iterator
 from datetime import date, datetime
 from pathlib import Path
@@ -208,8 +207,6 @@ def classify(
     batch: Annotated[int, typer.Option(help="Passages per encoder call")] = 256,
 ) -> None:
     """Classify passages from a JSON-lines file (no database needed)."""
-    from nlp.langid import detect
-
     stance = _stance(model)
 
     def batches() -> Iterator[list[dict[str, Any]]]:
@@ -233,7 +230,7 @@ def classify(
 
     tmp = output.with_name(output.name + ".tmp")
     try:
-        done = _classify_into(tmp, batches(), stance, detect)
+        done = _classify_into(tmp, batches(), stance)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -241,9 +238,10 @@ def classify(
     err.print(f"classified {done} passages with {stance.model_id} into {output}")
 
 
-def _classify_into(
-    path: Path, batches: Iterator[list[dict[str, Any]]], stance: Any, detect: Any
-) -> int:
+def _classify_into(path: Path, batches: Iterator[list[dict[str, Any]]], stance: Any) -> int:
+    """Write one JSON line per scored row of ``batches`` into ``path``; the number written."""
+    from nlp.langid import detect
+
     done = 0
     with path.open("w", encoding="utf-8") as out:
         for chunk in batches:
@@ -572,7 +570,7 @@ def runs(db: DbOption = None, limit: int = 20) -> None:
     """List recent runs: their status (a run whose process died shows as crashed), the stage
     they reached, and each source's outcome."""
     from warehouse.db import connect, sql
-    from warehouse.runs import token_alive
+    from warehouse.runs import row_alive
 
     con = connect(_db(db), read_only=True)
     try:
@@ -584,17 +582,16 @@ def runs(db: DbOption = None, limit: int = 20) -> None:
         table.add_column(col, overflow="fold")
     for r in rows:
         status = r[4] or ""
-        if status == "running" and token_alive(f"{r[10]}:{r[11]}:{r[12] or ''}") is False:
+        if status == "running" and row_alive(r[10], r[11], r[12]) is False:
             status = "crashed"  # not swept yet: no run has started since it died
         style = {"crashed": "red", "failed": "red", "running": "yellow"}.get(status)
-        per_source = Counter(part.rsplit(":", 1)[-1] for part in (r[7] or "").split())
         table.add_row(
             r[0],
             r[1] or "",
             str(r[2])[:19],
             f"[{style}]{status}[/]" if style else status,
             r[5] or "",
-            " ".join(f"{n} {s}" for s, n in sorted(per_source.items())),
+            r[7] or "",
             str(r[8] if r[8] is not None else ""),
             str(r[9] if r[9] is not None else ""),
         )
