@@ -85,29 +85,26 @@ def mle(mass: np.ndarray, confusion: np.ndarray | None = None, iters: int = 2000
 
 
 def _profile(value: float, j: int, mass: np.ndarray, c: np.ndarray) -> float:
-    """The largest log-likelihood over mixes whose share j equals ``value``."""
-    k = len(mass)
-    others = [i for i in range(k) if i != j]
-    rest = 1.0 - value
+    """The largest log-likelihood over three-class mixes whose share j equals ``value``: the
+    rest, 1 - value, split between the other two classes at the best ratio."""
+    if len(mass) != 3:
+        raise ValueError("profile intervals are implemented for three classes")
+    others = [i for i in range(3) if i != j]
 
-    def mix(weights: np.ndarray) -> np.ndarray:
-        t = np.empty(k)
+    def mix(s: float) -> np.ndarray:
+        t = np.empty(3)
         t[j] = value
-        t[others] = rest * weights
+        t[others] = (1.0 - value) * np.array([s, 1.0 - s])
         return t
 
-    if k == 2:
-        return _loglik(mix(np.array([1.0])), mass, c)
-    if k == 3:
-        res = optimize.minimize_scalar(
-            lambda s: -_loglik(mix(np.array([s, 1.0 - s])), mass, c),
-            bounds=(0.0, 1.0),
-            method="bounded",
-            options={"xatol": 1e-7},
-        )
-        ends = [-_loglik(mix(np.array(w)), mass, c) for w in ([0.0, 1.0], [1.0, 0.0])]
-        return -min(float(res.fun), *ends)
-    raise ValueError("profile intervals are implemented for 2 or 3 classes")
+    res = optimize.minimize_scalar(
+        lambda s: -_loglik(mix(s), mass, c),
+        bounds=(0.0, 1.0),
+        method="bounded",
+        options={"xatol": 1e-7},
+    )
+    ends = [-_loglik(mix(s), mass, c) for s in (0.0, 1.0)]
+    return -min(float(res.fun), *ends)
 
 
 def interval(

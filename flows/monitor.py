@@ -61,19 +61,21 @@ def _mark_crashed_in_prefect(crashed: list[dict[str, Any]]) -> None:
     from prefect.client.orchestration import get_client
     from prefect.states import Crashed
 
+    if not any(run.get("flow_run_id") for run in crashed):
+        return
     logger = get_run_logger()
-    for run in crashed:
-        if not run.get("flow_run_id"):
-            continue
-        try:
-            with get_client(sync_client=True) as client:
+    with get_client(sync_client=True) as client:
+        for run in crashed:
+            if not run.get("flow_run_id"):
+                continue
+            try:
                 client.set_flow_run_state(
                     uuid.UUID(run["flow_run_id"]),
                     Crashed(message=f"cstowatch run {run['run_id']} died (found by a later run)"),
                     force=True,
                 )
-        except Exception as exc:  # the warehouse already says crashed; Prefect is a mirror
-            logger.warning("could not mark flow run %s crashed: %s", run["flow_run_id"], exc)
+            except Exception as exc:  # the warehouse already says crashed; Prefect mirrors it
+                logger.warning("could not mark flow run %s crashed: %s", run["flow_run_id"], exc)
 
 
 def _stage(db: Path, settings: Settings, run_id: str, name: str) -> None:

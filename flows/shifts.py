@@ -212,10 +212,8 @@ def benjamini_hochberg(pvalues: list[float]) -> list[float]:
 def _intervals(
     mass: np.ndarray, confusion: np.ndarray | None, phi: float | None
 ) -> dict[str, list[float]]:
-    return _rounded(mixture.estimate(mass, confusion, phi).intervals)
-
-
-def _rounded(intervals: np.ndarray) -> dict[str, list[float]]:
+    """Each class's 95% interval of the estimated true mix, rounded for storage."""
+    intervals = mixture.estimate(mass, confusion, phi).intervals
     return {
         lab: [round(float(lo), 4), round(float(hi), 4)]
         for lab, (lo, hi) in zip(LABELS, intervals, strict=True)
