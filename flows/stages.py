@@ -21,7 +21,14 @@ from flows.settings import Settings
 from flows.shifts import GroupTest, ShiftConfig
 from warehouse import runs
 from warehouse.db import connect, sql, transaction
-from warehouse.load import apply_batch, read_batch, record_run, stage, upsert_sources
+from warehouse.load import (
+    LoadReport,
+    apply_batch,
+    read_batch,
+    record_run,
+    stage,
+    upsert_sources,
+)
 from warehouse.predictions import refresh_daily, register_model, store_scores, unclassified
 
 log = logging.getLogger("cstowatch")
@@ -39,8 +46,7 @@ def open_db(db: Path, settings: Settings):  # type: ignore[no-untyped-def]
 
 def prepare_run(db: Path, sources: list[Source], settings: Settings) -> dict[str, Any]:
     """Register the sources; read what collection needs (known URLs, feed state)."""
-    con = open_db(db, settings)
-    try:
+    with open_db(db, settings) as con:
         upsert_sources(con, [s.model_dump() for s in sources])
         refresh_daily(con)  # outlet names, countries or affiliations may have changed
         recheck_after = datetime.now(UTC) - NON_ARTICLE_RECHECK
@@ -61,8 +67,6 @@ def prepare_run(db: Path, sources: list[Source], settings: Settings) -> dict[str
                     "published": published.isoformat() if published else None,
                 }
             )
-    finally:
-        con.close()
     return {"known": known, "feeds": feeds, "pending": pending}
 
 
@@ -129,8 +133,7 @@ def load_one(
     end = staged.end or {}
     counts = dict(end.get("counts") or {}) | {k: v for k, v in result.items() if k != "errors"}
     stats: dict[str, Any] = next((r["stats"] for r in rows if r.get("kind") == "stats"), {})
-    con = open_db(db, settings)
-    try:
+    with open_db(db, settings) as con:
         with transaction(con):
             if con.execute(sql("batch_loaded"), [run_id, result["source_id"]]).fetchone():
                 log.info("batch %s/%s was loaded already", run_id, result["source_id"])
@@ -148,8 +151,6 @@ def load_one(
                     sql("batch_mark_loaded"),
                     [run_id, result["source_id"], report.complete, datetime.now(UTC)],
                 )
-    finally:
-        con.close()
     path.with_suffix(".loaded").write_text(datetime.now(UTC).isoformat())
     return row
 
@@ -161,7 +162,7 @@ def _crawl_run_row(
     counts: dict[str, Any],
     rows: list[dict[str, Any]],
     stats: dict[str, Any],
-    report: Any,
+    report: LoadReport,
 ) -> dict[str, Any]:
     errors = list(result.get("errors") or counts.get("errors") or []) + report.rejected[:20]
     failures = [r for r in rows if r.get("kind") == "failure"]
@@ -233,13 +234,10 @@ def begin_run(
 ) -> dict[str, Any]:
     """Record this run as running; mark dead runs crashed. Returns the crashed runs and the
     runs still alive (whose batches must not be touched)."""
-    con = open_db(db, settings)
-    try:
+    with open_db(db, settings) as con:
         with transaction(con):
             crashed = runs.begin(con, run_id, flow, flow_run_id, stage_name)
         live = runs.live_runs(con) - {run_id}
-    finally:
-        con.close()
     for c in crashed:
         log.warning(
             "run %s died without finishing%s; this run picks up what it left",
@@ -250,21 +248,15 @@ def begin_run(
 
 
 def run_stage(db: Path, settings: Settings, run_id: str, stage_name: str) -> None:
-    con = open_db(db, settings)
-    try:
+    with open_db(db, settings) as con:
         runs.set_stage(con, run_id, stage_name)
-    finally:
-        con.close()
 
 
 def end_run(
     db: Path, settings: Settings, run_id: str, status: str, error: str | None = None
 ) -> None:
-    con = open_db(db, settings)
-    try:
+    with open_db(db, settings) as con:
         runs.finish(con, run_id, status, error)
-    finally:
-        con.close()
 
 
 def _score_rows(scores: list[Any]) -> list[dict[str, Any]]:
@@ -306,12 +298,9 @@ def classification_plan(
     head_sha = (
         getattr(model, "weights_sha256", None) or hashlib.sha256(head.read_bytes()).hexdigest()
     )
-    con = open_db(db, settings)
-    try:
+    with open_db(db, settings) as con:
         register_model(con, model.info(), head_sha)
         todo = unclassified(con, model.model_id)
-    finally:
-        con.close()
     return model.model_id, [
         todo[i : i + CLASSIFY_CHUNK] for i in range(0, len(todo), CLASSIFY_CHUNK)
     ]
@@ -329,11 +318,8 @@ def score_chunk(
 def store_chunk(
     db: Path, settings: Settings, model_id: str, rows: list[dict[str, Any]]
 ) -> list[str]:
-    con = open_db(db, settings)
-    try:
+    with open_db(db, settings) as con:
         return store_scores(con, model_id, rows)
-    finally:
-        con.close()
 
 
 def classify_pending(
@@ -360,11 +346,8 @@ def index_search(db: Path, settings: Settings) -> dict[str, int]:
     """Rebuild the full-text indexes (after classification, which sets articles.lang)."""
     from warehouse.search import rebuild_search_index
 
-    con = open_db(db, settings)
-    try:
+    with open_db(db, settings) as con:
         return rebuild_search_index(con)
-    finally:
-        con.close()
 
 
 def shift_config(
@@ -397,11 +380,8 @@ def model_confusion(
     """The dev-set soft confusion matrix saved with the model card, if any, and its source."""
     if not model_id:
         return None, None
-    con = open_db(db, settings)
-    try:
+    with open_db(db, settings) as con:
         row = con.execute("select metrics from models where model_id = ?", [model_id]).fetchone()
-    finally:
-        con.close()
     if not row or not row[0]:
         return None, None
     card = json.loads(row[0])
@@ -412,20 +392,14 @@ def detect_alerts(
     db: Path, as_of: date, settings: Settings, model_id: str | None
 ) -> tuple[list[GroupTest], list[str]]:
     cfg = shift_config(settings, *model_confusion(db, settings, model_id))
-    con = open_db(db, settings)
-    try:
+    with open_db(db, settings) as con:
         return detect_and_store(con, as_of, cfg, settings, model_id)
-    finally:
-        con.close()
 
 
 def deliver(db: Path, settings: Settings, model_id: str | None = None) -> DeliveryReport:
     cfg = shift_config(settings, *model_confusion(db, settings, model_id))
-    con = open_db(db, settings)
-    try:
+    with open_db(db, settings) as con:
         return deliver_pending(con, settings, cfg)
-    finally:
-        con.close()
 
 
 # a digest claimed longer ago than this, with no outcome recorded, was lost by a crashed run
@@ -445,8 +419,7 @@ def digest(db: Path, as_of: date, settings: Settings, force: bool = False) -> di
     cfg = shift_config(settings)
     windows = Windows.ending(as_of, cfg)
     now = datetime.now(UTC)
-    con = open_db(db, settings)
-    try:
+    with open_db(db, settings) as con:  # not held while talking to the SMTP server
         state = con.execute(sql("digest_state"), {"as_of": as_of}).fetchone()
         skipped = None
         if not force and state is not None:
@@ -461,8 +434,6 @@ def digest(db: Path, as_of: date, settings: Settings, force: bool = False) -> di
         con.execute(
             sql("digest_claim"), {"as_of": as_of, "now": now, "owner": runs.process_token()}
         )
-    finally:
-        con.close()  # not held while talking to the SMTP server
     order = {"all": 0, "country": 1, "language": 2, "affiliation": 3, "outlet": 4}
     groups.sort(key=lambda g: (order[g["group_type"]], g["label"]))
     msg = notify.compose_digest(
@@ -494,8 +465,5 @@ def _digest_skip(as_of: date, status: str, abandoned: bool) -> str | None:
 
 
 def _record_digest(db: Path, settings: Settings, outcome: dict[str, Any]) -> None:
-    con = open_db(db, settings)
-    try:
+    with open_db(db, settings) as con:
         con.execute(sql("digest_done"), outcome | {"now": datetime.now(UTC)})
-    finally:
-        con.close()
