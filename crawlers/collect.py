@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 
 from crawlers import schedule
+from crawlers.dates import as_json, zone
 from crawlers.feeds import parse_feed
 from crawlers.fetch import fetch
 from crawlers.sources import Source
@@ -111,6 +112,7 @@ def poll_feed(
                 source.domains,
                 result.headers.get("content-type"),
                 now,
+                zone(source.timezone),
             )
             if not parsed.is_feed:
                 failure, error = "hard", "not a feed" + (f" ({parsed.bozo})" if parsed.bozo else "")
@@ -136,7 +138,7 @@ def poll_feed(
                             "guid": item.guid,
                             "url": item.url,
                             "title": item.title,
-                            "published": item.published.isoformat() if item.published else None,
+                            "published": as_json(item.published),
                             "offsite": item.offsite,
                             "seen_at": now.isoformat(),
                         }

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from importlib.metadata import version
+from zoneinfo import ZoneInfo
 
 import htmldate
 import lxml.html
 import trafilatura
 
+from crawlers.dates import Published, as_json, normalise_published
 from crawlers.urls import host_of, normalise
 
 EXTRACTOR = f"trafilatura-{version('trafilatura')}+htmldate-{version('htmldate')}"
@@ -56,7 +58,7 @@ class Extracted:
     canonical_url: str
     title: str
     text: str
-    published: datetime | None
+    published: Published | None  # an instant (UTC) or, when the page gives no time, a day
     # The page's <html lang>, stored as articles.lang_declared. The language of the text is
     # detected later (nlp.langid, at classification), so crawlers need no language model.
     lang: str | None
@@ -66,7 +68,7 @@ class Extracted:
 
     def to_json(self) -> dict:
         row = asdict(self)
-        row["published"] = self.published.isoformat() if self.published else None
+        row["published"] = as_json(self.published)
         return row
 
 
@@ -103,20 +105,36 @@ def _lang_attr(tree: lxml.html.HtmlElement | None) -> str | None:
     return None
 
 
-def _published(html: str | bytes, fallback: str | None) -> datetime | None:
+def _htmldate(html: str | bytes, extensive: bool) -> str | None:
+    # No max_date: given one, htmldate turns a later date into the first of its month; the
+    # policy (crawlers.dates) drops dates later than the fetch instead.
     try:
         found = htmldate.find_date(
-            html, original_date=True, outputformat="%Y-%m-%dT%H:%M:%S%z", extensive_search=True
+            html,
+            original_date=True,
+            outputformat="%Y-%m-%dT%H:%M:%S%z",
+            extensive_search=extensive,
         )
     except Exception:  # htmldate raises assorted errors on broken markup
-        found = None
-    for candidate in (found, fallback):
-        if not candidate:
-            continue
-        try:
-            return datetime.fromisoformat(candidate)
-        except ValueError:
-            continue
+        return None
+    if found and found.endswith("T00:00:00"):
+        return found[:10]  # htmldate's spelling of a day with no time (and no offset)
+    return found
+
+
+def _published(
+    html: str | bytes, fallback: str | None, fetched_at: datetime, tz: ZoneInfo | None
+) -> Published | None:
+    """The page's publication date under the policy of ``crawlers.dates``: markup first
+    (meta tags, JSON-LD, ``<time>``, the URL), then htmldate's and trafilatura's guesses from
+    free text, which must be more than a year."""
+    found = normalise_published(_htmldate(html, False), fetched_at=fetched_at, tz=tz)
+    if found is not None:
+        return found
+    for guess in (_htmldate(html, True), fallback):
+        found = normalise_published(guess, fetched_at=fetched_at, tz=tz, guess=True)
+        if found is not None:
+            return found
     return None
 
 
@@ -127,8 +145,19 @@ def _strip_title_line(text: str, title: str) -> str:
     return "\n".join(line for line in lines if line.strip()).strip()
 
 
-def extract_article(html: str | bytes, url: str, http_status: int | None = None) -> Extracted:
-    """Extract one page. Never raises on bad markup: the status says what went wrong."""
+def extract_article(
+    html: str | bytes,
+    url: str,
+    http_status: int | None = None,
+    *,
+    fetched_at: datetime | None = None,
+    tz: ZoneInfo | None = None,
+) -> Extracted:
+    """Extract one page. Never raises on bad markup: the status says what went wrong.
+
+    ``fetched_at`` (default now) bounds the publication date; ``tz`` is the outlet's time zone,
+    for times the page gives without one."""
+    fetched_at = fetched_at or datetime.now(UTC)
     try:
         tree = lxml.html.fromstring(html) if html else None
     except (lxml.etree.ParserError, ValueError):
@@ -162,7 +191,7 @@ def extract_article(html: str | bytes, url: str, http_status: int | None = None)
         canonical_url=canonical,
         title=title,
         text=text,
-        published=_published(html, doc.date),
+        published=_published(html, doc.date, fetched_at, tz),
         lang=_lang_attr(tree),
         status=status,
         reason=why,

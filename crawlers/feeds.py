@@ -8,14 +8,15 @@ the common Cyrillic encodings before declaring the feed unreadable.
 
 from __future__ import annotations
 
-import calendar
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 import feedparser
 
+from crawlers.dates import Published, normalise_published
 from crawlers.urls import in_domains, normalise
 
 FALLBACK_ENCODINGS = ("utf-8", "windows-1251", "koi8-r", "utf-16")
@@ -31,7 +32,7 @@ class FeedItem:
     guid: str
     title: str
     summary: str
-    published: datetime | None
+    published: Published | None  # an instant (UTC) or, when the feed gave no time, a day
     offsite: bool = False
 
 
@@ -47,22 +48,6 @@ class FeedParse:
         return bool(self.kind) or bool(self.items)
 
 
-def _to_datetime(struct: object) -> datetime | None:
-    if not struct:
-        return None
-    try:
-        return datetime.fromtimestamp(calendar.timegm(struct), tz=UTC)  # type: ignore[arg-type]
-    except (TypeError, ValueError, OverflowError):
-        return None
-
-
-def _clamp_future(published: datetime | None, now: datetime) -> datetime | None:
-    """A date over a day in the future is the publisher's mistake: keep the item, drop the date."""
-    if published is not None and published > now + timedelta(days=1):
-        return None
-    return published
-
-
 def _parse_json_feed(body: bytes) -> dict | None:
     try:
         data = json.loads(body.decode("utf-8-sig"))
@@ -73,22 +58,14 @@ def _parse_json_feed(body: bytes) -> dict | None:
     return None
 
 
-def _json_items(data: dict, base: str) -> list[tuple[str, str, str, str, datetime | None]]:
+def _json_items(data: dict, base: str) -> list[tuple[str, str, str, str, object]]:
     rows = []
     for item in data.get("items") or []:
         if not isinstance(item, dict):
             continue
         link = item.get("url") or item.get("external_url") or ""
         guid = str(item.get("id") or link)
-        published = None
-        raw_date = item.get("date_published") or item.get("date_modified")
-        if raw_date:
-            try:
-                published = datetime.fromisoformat(str(raw_date).replace("Z", "+00:00"))
-                if published.tzinfo is None:
-                    published = published.replace(tzinfo=UTC)
-            except ValueError:
-                published = None
+        published = item.get("date_published") or item.get("date_modified")
         summary = item.get("summary") or item.get("content_text") or ""
         rows.append((link, guid, item.get("title") or "", summary, published))
     return rows
@@ -141,8 +118,12 @@ def parse_feed(
     domains: list[str] | tuple[str, ...],
     content_type: str | None = None,
     now: datetime | None = None,
+    tz: ZoneInfo | None = None,
 ) -> FeedParse:
-    """Parse a feed body. Items keep whatever parses; duplicate GUIDs and URLs are dropped."""
+    """Parse a feed body. Items keep whatever parses; duplicate GUIDs and URLs are dropped.
+
+    Dates pass through ``crawlers.dates.normalise_published`` (``tz``: the outlet's zone, for
+    times given without one)."""
     now = now or datetime.now(UTC)
     json_feed = _parse_json_feed(body)
     if json_feed is not None:
@@ -161,7 +142,8 @@ def parse_feed(
                     (lnk.get("href", "") for lnk in entry.get("links", []) if lnk.get("href")), ""
                 )
             guid = entry.get("id") or link
-            published = _to_datetime(entry.get("published_parsed") or entry.get("updated_parsed"))
+            # the string as the feed wrote it: feedparser's parsed form turns a day into midnight
+            published = entry.get("published") or entry.get("updated")
             raw.append((link, guid, entry.get("title", ""), entry.get("summary", ""), published))
 
     items: list[FeedItem] = []
@@ -182,7 +164,7 @@ def parse_feed(
                 guid=guid,
                 title=(item_title or "").strip(),
                 summary=summary or "",
-                published=_clamp_future(published, now),
+                published=normalise_published(published, fetched_at=now, tz=tz),
                 offsite=not in_domains(url, domains),
             )
         )

@@ -17,12 +17,14 @@ import zlib
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from scrapy.crawler import CrawlerProcess
 from scrapy.downloadermiddlewares.retry import RetryMiddleware
 from scrapy.downloadermiddlewares.robotstxt import RobotsTxtMiddleware
 from scrapy.utils.httpobj import urlparse_cached
 
+from crawlers.dates import zone
 from crawlers.extract import extract_article
 from crawlers.fetch import MAX_BYTES, parse_retry_after
 from crawlers.spiders import ArticleSpider, ListingSpider, SitemapNewsSpider
@@ -68,17 +70,18 @@ class SharedRobotsTxtMiddleware(RobotsTxtMiddleware):
 class BatchWriter:
     """Item pipeline: extract pages and append one JSON line per result."""
 
-    def __init__(self, out: str) -> None:
+    def __init__(self, out: str, tz: str | None = None) -> None:
         self.path = Path(out)
+        self.tz = zone(tz)
         self.handle = self.path.open("a", encoding="utf-8")
 
     @classmethod
     def from_crawler(cls, crawler):  # type: ignore[no-untyped-def]
-        return cls(crawler.settings["CSTOWATCH_OUT"])
+        return cls(crawler.settings["CSTOWATCH_OUT"], crawler.settings.get("CSTOWATCH_TZ"))
 
     def process_item(self, item: dict[str, Any], spider=None) -> dict[str, Any]:  # type: ignore[no-untyped-def]
         if item["kind"] == "page":
-            record = page_record(item)
+            record = page_record(item, self.tz)
         else:
             record = dict(item, fetched_at=datetime.now(UTC).isoformat())
         self.handle.write(json.dumps(record, ensure_ascii=False) + "\n")
@@ -89,8 +92,9 @@ class BatchWriter:
         self.handle.close()
 
 
-def page_record(item: dict[str, Any]) -> dict[str, Any]:
+def page_record(item: dict[str, Any], tz: ZoneInfo | None = None) -> dict[str, Any]:
     body: bytes = item["body"]
+    fetched_at = datetime.now(UTC)
     is_html = "html" in item.get("content_type", "").lower() or body.lstrip()[:1] == b"<"
     record: dict[str, Any] = {
         "kind": "article",
@@ -101,12 +105,14 @@ def page_record(item: dict[str, Any]) -> dict[str, Any]:
         "http_status": item["http_status"],
         "via": item["via"],
         "hint": item.get("hint") or {},
-        "fetched_at": datetime.now(UTC).isoformat(),
+        "fetched_at": fetched_at.isoformat(),
     }
     if not is_html or b"\x00" in body[:1024]:
         record.update(status="not_html", reason=f"content type {item.get('content_type')!r}")
         return record
-    extracted = extract_article(body, item["final_url"], item["http_status"])
+    extracted = extract_article(
+        body, item["final_url"], item["http_status"], fetched_at=fetched_at, tz=tz
+    )
     record.update(extracted.to_json())
     record["url"] = item["url"]
     record["article_id"] = article_id(extracted.canonical_url)
@@ -138,6 +144,7 @@ def crawl_settings(job: dict[str, Any], out: str) -> dict[str, Any]:
         },
         "ITEM_PIPELINES": {"crawlers.scrapy_run.BatchWriter": 100},
         "CSTOWATCH_OUT": out,
+        "CSTOWATCH_TZ": job["source"].get("timezone"),
         "COOKIES_ENABLED": False,
         "TELNETCONSOLE_ENABLED": False,
         "LOG_LEVEL": job.get("log_level", "WARNING"),

@@ -12,6 +12,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from crawlers.dates import DateError, zone
+
 Affiliation = Literal["state", "independent", "international", "official"]
 
 
@@ -42,8 +44,20 @@ class Source(BaseModel):
     start_urls: list[str] = []
     selectors: Selectors | None = None
     affiliation: Affiliation
+    # IANA zone of the outlet's newsroom: times it gives without an offset are read in it, and
+    # its articles count on its own calendar days in alerts and the daily tables (UTC if unset)
+    timezone: str | None = None
     verified: bool = True
     notes: str | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        try:
+            zone(value)
+        except DateError as exc:
+            raise ValueError(str(exc)) from exc
+        return value
 
     @field_validator("domains")
     @classmethod

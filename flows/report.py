@@ -56,10 +56,11 @@ def monday(day: date) -> date:
 
 
 def latest_day(con: duckdb.DuckDBPyConnection) -> date | None:
-    """The latest article day in the database (published, or fetched when undated)."""
+    """The latest article day in the database (the outlet's day of publication, or of the
+    fetch when undated)."""
     row = con.execute(
-        "select max(cast(coalesce(published_at, fetched_at) as date)) from articles "
-        "where duplicate_of is null"
+        "select max(outlet_day(s.timezone, a.published_at, a.published_date, a.fetched_at)) "
+        "from articles a join sources s using (source_id) where a.duplicate_of is null"
     ).fetchone()
     return row[0] if row and row[0] else None
 
@@ -122,8 +123,9 @@ def period_summary(con: duckdb.DuckDBPyConnection, since: date, until: date) -> 
         [since, until],
     ).fetchone()
     collected = con.execute(
-        "select count(*) from articles where duplicate_of is null "
-        "and cast(coalesce(published_at, fetched_at) as date) between ? and ?",
+        "select count(*) from articles a join sources s using (source_id) "
+        "where a.duplicate_of is null and "
+        "outlet_day(s.timezone, a.published_at, a.published_date, a.fetched_at) between ? and ?",
         [since, until],
     ).fetchone()
     models = con.execute(

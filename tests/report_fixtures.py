@@ -100,7 +100,7 @@ def build_report_db(path: Path, hostile_outlet: bool = False) -> Path:
             if hostile_outlet and sid == "gb-one":
                 name = HOSTILE_OUTLET
             con.execute(
-                "insert into sources values (?, ?, ?, ?, ?, ?, ?)",
+                "insert into sources values (?, ?, ?, ?, ?, ?, ?, null)",
                 [sid, name, country, langs, affiliation, domains, now],
             )
         con.execute(

@@ -194,14 +194,29 @@ def test_migration_004_upgrades_a_database_at_003(
 ) -> None:
     every = migrations()
     monkeypatch.setattr(db_module, "migrations", lambda: [m for m in every if m[0] <= 3])
-    # what schema 3 had: no views over later tables, no pending_items for a load to keep
+    # what schema 3 had: no views over later tables, no pending_items for a load to keep, no
+    # published_date (008) nor outlet time zones (the days were UTC days)
     views = db_module.sql("views").split("create or replace view")
-    old_views = "create or replace view".join(v for v in views if "pending_items" not in v)
     real_sql = db_module.sql
-    monkeypatch.setattr(db_module, "sql", lambda n: old_views if n == "views" else real_sql(n))
+    utc_day = "cast(coalesce(a.published_at, a.fetched_at) as date)"
+
+    def schema_3_sql(name: str) -> str:
+        text = real_sql(name)
+        if name == "views":
+            text = "create or replace view".join(v for v in views if "pending_items" not in v)
+        text = text.replace(
+            "outlet_day(s.timezone, a.published_at, a.published_date, a.fetched_at)", utc_day
+        )
+        return text.replace("    a.published_date,\n", "").replace("published_date, ", "")
+
+    monkeypatch.setattr(db_module, "sql", schema_3_sql)
     monkeypatch.setattr(load_module, "_update_pending", lambda *a, **k: [])
     con = connect(db_path)
-    upsert_sources(con, SOURCES)
+    for s in SOURCES:
+        con.execute(
+            "insert into sources values (?, ?, ?, ?, ?, ?, now())",
+            [s["id"], s["name"], s["country"], s["languages"], s["affiliation"], s["domains"]],
+        )
     load_batch(con, [article(1, text=WIRE), article(2, "src-kz", text=UNRELATED)], "run-1")
     register_model(con, {"model_id": "m1", "encoder_id": "e5", "labels": list(LABELS),
                          "card": {}}, "0" * 64)

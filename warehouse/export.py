@@ -8,9 +8,9 @@ Layout under ``out_dir``::
     alerts.parquet          source_health.parquet
     manifest.json           (counts, schema version, export time)
 
-Articles are partitioned by outlet and by the UTC year/month of ``published_at`` (``fetched_at``
-when the outlet gave no date). Read them back with
-``read_parquet('<out>/articles/**/*.parquet', hive_partitioning = true)``.
+Articles are partitioned by outlet and by the UTC year/month of ``published_at``
+(``published_date`` when the outlet gave only a day, ``fetched_at`` when it gave no date).
+Read them back with ``read_parquet('<out>/articles/**/*.parquet', hive_partitioning = true)``.
 
 The export is atomic: everything is written to a temporary sibling directory inside one read
 transaction (a consistent snapshot), then renamed into place; an interrupted export leaves the
@@ -35,8 +35,8 @@ from warehouse.db import schema_version, transaction
 EXPORTS: dict[str, str] = {
     "articles": (
         "select a.*, "
-        "year(coalesce(a.published_at, a.fetched_at)) as year, "
-        "month(coalesce(a.published_at, a.fetched_at)) as month "
+        "year(coalesce(a.published_at, a.published_date, a.fetched_at)) as year, "
+        "month(coalesce(a.published_at, a.published_date, a.fetched_at)) as month "
         "from articles a"
     ),
     "article_stance": "select * from article_stance",

@@ -33,6 +33,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
+from crawlers import dates
 from warehouse.db import run_script, sql, transaction
 from warehouse.stories import StoryIndex, content_hash, signature
 
@@ -75,6 +76,7 @@ ARTICLE_FRAME = {
     "text": "str",
     "lang_declared": "str",
     "published_at": "ts",
+    "published_date": "date",
     "fetched_at": "ts",
     "content_sha256": "str",
     "story_id": "str",
@@ -92,6 +94,7 @@ FEED_ITEM_FRAME = {
     "url": "str",
     "title": "str",
     "published_at": "ts",
+    "published_date": "date",
     "offsite": "bool",
     "first_seen_at": "ts",
 }
@@ -157,6 +160,14 @@ def _ts(value: Any) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+def _instant(value: Any) -> datetime | None:
+    """A batch's publication date as an instant, for hints (pending items): a day is None."""
+    try:
+        return dates.split(dates.from_json(value))[0]
+    except (TypeError, ValueError):
+        return None
+
+
 def validate_article(row: dict[str, Any], line: int) -> str | None:
     """The reason to reject an article row, or None when it is good."""
     where = f"line {line} ({row.get('url') or 'no url'})"
@@ -168,11 +179,11 @@ def validate_article(row: dict[str, Any], line: int) -> str | None:
         return f"{where}: missing article_id"
     if not (row.get("text") or "").strip():
         return f"{where}: empty text"
-    for key in ("published", "fetched_at"):
-        try:
-            _ts(row.get(key))
-        except (TypeError, ValueError):
-            return f"{where}: invalid date in {key}: {row.get(key)!r}"
+    try:
+        dates.from_json(row.get("published"))
+        _ts(row.get("fetched_at"))
+    except (TypeError, ValueError):
+        return f"{where}: invalid date: {row.get('published')!r} / {row.get('fetched_at')!r}"
     return None
 
 
@@ -196,7 +207,7 @@ def validate_prediction(row: dict[str, Any]) -> str | None:
 def frame(rows: list[dict[str, Any]], columns: dict[str, str]) -> pd.DataFrame:
     """``rows`` as a DataFrame DuckDB reads with the right types (None becomes NULL).
 
-    ``columns`` maps each column to str, int, float, bool, ts (datetimes, any UTC offset),
+    ``columns`` maps each column to str, int, float, bool, ts (datetimes, any UTC offset), date,
     bytes or list (numpy arrays).
     """
     data: dict[str, Any] = {}
@@ -204,6 +215,8 @@ def frame(rows: list[dict[str, Any]], columns: dict[str, str]) -> pd.DataFrame:
         values = [row.get(name) for row in rows]
         if kind == "ts":
             data[name] = pd.to_datetime(pd.Series(values, dtype=object), utc=True)
+        elif kind == "date":  # datetime.date or None: DuckDB reads them as DATE
+            data[name] = pd.Series(values, dtype=object)
         else:
             data[name] = pd.Series(values, dtype=_DTYPES.get(kind, object))
     return pd.DataFrame(data)
@@ -226,7 +239,16 @@ def upsert_sources(con: duckdb.DuckDBPyConnection, sources: list[dict[str, Any]]
     for s in sources:
         con.execute(
             sql("upsert_source"),
-            [s["id"], s["name"], s["country"], s["languages"], s["affiliation"], s["domains"], now],
+            [
+                s["id"],
+                s["name"],
+                s["country"],
+                s["languages"],
+                s["affiliation"],
+                s["domains"],
+                now,
+                s.get("timezone"),
+            ],
         )
 
 
@@ -295,10 +317,11 @@ def stage(rows: list[dict[str, Any]], now: datetime) -> tuple[LoadReport, Staged
                         "source_id": row.get("source_id") or sources.get(row["feed_url"]),
                         "feed_url": row["feed_url"],
                         "title": row.get("title"),
-                        "published_at": _ts(row.get("published")),
+                        "published_at": _instant(row.get("published")),
                         "first_seen_at": _ts(row["seen_at"]),
                     }
                 )
+            published_at, published_date = dates.split(dates.from_json(row.get("published")))
             staged.feed_items.append(
                 {
                     "pos": len(staged.feed_items),
@@ -306,7 +329,8 @@ def stage(rows: list[dict[str, Any]], now: datetime) -> tuple[LoadReport, Staged
                     "guid": row["guid"],
                     "url": row["url"],
                     "title": row.get("title"),
-                    "published_at": _ts(row.get("published")),
+                    "published_at": published_at,
+                    "published_date": published_date,
                     "offsite": row["offsite"],
                     "first_seen_at": _ts(row["seen_at"]),
                 }
@@ -327,6 +351,7 @@ def stage(rows: list[dict[str, Any]], now: datetime) -> tuple[LoadReport, Staged
                 continue
             text = row["text"]
             raw = row.get("raw_html_z")
+            published_at, published_date = dates.split(dates.from_json(row.get("published")))
             staged.articles.append(
                 {
                     "article_id": row["article_id"],
@@ -336,7 +361,8 @@ def stage(rows: list[dict[str, Any]], now: datetime) -> tuple[LoadReport, Staged
                     "title": row.get("title"),
                     "text": text,
                     "lang_declared": row.get("lang"),
-                    "published_at": _ts(row.get("published")),
+                    "published_at": published_at,
+                    "published_date": published_date,
                     "fetched_at": _ts(row.get("fetched_at")) or now,
                     "content_sha256": content_hash(text),
                     "extractor": row.get("extractor") or "unknown",

@@ -2,11 +2,13 @@
 -- warehouse.load registers (already free of stored ids and URLs, in batch order).
 insert into articles (
     article_id, source_id, url, canonical_url, title, text, lang_declared, published_at,
-    fetched_at, content_sha256, story_id, duplicate_of, extractor, via, word_count, run_id
+    published_date, fetched_at, content_sha256, story_id, duplicate_of, extractor, via,
+    word_count, run_id
 )
 select
     article_id, source_id, url, canonical_url, title, text, lang_declared, published_at,
-    fetched_at, content_sha256, story_id, duplicate_of, extractor, via, word_count, $run_id
+    published_date, fetched_at, content_sha256, story_id, duplicate_of, extractor, via,
+    word_count, $run_id
 from new_articles;
 
 insert into article_minhash

@@ -8,7 +8,7 @@ select
     a.article_id,
     a.source_id,
     coalesce(a.lang, a.lang_declared) as lang,
-    coalesce(a.published_at, a.fetched_at) as published_at,
+    coalesce(a.published_at, a.published_date, a.fetched_at) as published_at,
     replace(replace(coalesce(a.title, ''), 'ё', 'е'), 'Ё', 'Е') as title,
     replace(replace(a.text, 'ё', 'е'), 'Ё', 'Е') as body
 from articles a

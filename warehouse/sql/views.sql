@@ -1,5 +1,14 @@
 -- Analyst-facing views, rebuilt from the raw tables every time the pipeline opens the database.
--- Days are UTC calendar days of published_at (fetched_at when the outlet gave no date).
+-- Days are the outlet's own calendar days (sources.timezone; UTC when it has none): see
+-- outlet_day.
+
+-- The outlet-local calendar day of an article: of its publication instant in the outlet's time
+-- zone, else the day the outlet gave without a time, else of its fetch. A NULL zone means UTC.
+create or replace macro outlet_day(tz, published_at, published_date, fetched_at) as coalesce(
+    cast(timezone(coalesce(tz, 'UTC'), published_at) as date),
+    published_date,
+    cast(timezone(coalesce(tz, 'UTC'), fetched_at) as date)
+);
 
 create or replace view article_stance as
 with ranked as (
@@ -38,7 +47,8 @@ select
     s.affiliation,
     coalesce(st.lang, a.lang, a.lang_declared) as lang,
     coalesce(a.published_at, a.fetched_at) as published_at,
-    cast(coalesce(a.published_at, a.fetched_at) as date) as day,
+    a.published_date,
+    outlet_day(s.timezone, a.published_at, a.published_date, a.fetched_at) as day,
     a.story_id,
     a.url,
     a.title,
